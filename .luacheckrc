@@ -1,0 +1,7 @@
+std = "max"
+max_line_length = 120
+codes = true
+exclude_files = { "build/", "lua_modules/", "lua_modules_jit/", ".luarocks/" }
+files["spec/"] = { std = "+busted" }
+files["spec/support/fake/"] = { std = "ngx_lua" }
+files["lua/dbxauth/transport/ngx.lua"] = { std = "ngx_lua" }
