@@ -16,6 +16,7 @@
 #include "dbx_crypto.h"
 #include "dbx_encode.h"
 #include "dbx_http.h"
+#include "dbx_time.h"
 
 #define LDBX_VERSION "0.1.0"
 #define LDBX_HTTP_MT "dbxauth.http"
@@ -159,6 +160,20 @@ static int l_sha256(lua_State *L) {
   }
   lua_pushlstring(L, (const char *)md, sizeof md);
   return 1;
+}
+
+/* core.now() -> seconds since the epoch, sub-second precision. */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)dbx_now());
+  return 1;
+}
+
+/* core.sleep(seconds): blocks the thread; never call it inside nginx. */
+static int l_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s <= 86400, 1, "seconds out of range");
+  dbx_sleep((double)s);
+  return 0;
 }
 
 static int l_versions(lua_State *L) {
@@ -420,6 +435,8 @@ static const luaL_Reg core_funcs[] = {
   {"url_decode", l_url_decode},
   {"parse_query", l_parse_query},
   {"versions", l_versions},
+  {"now", l_now},
+  {"sleep", l_sleep},
   {"http", l_http},
   {NULL, NULL},
 };
