@@ -1,0 +1,410 @@
+-- Fake Databricks workspace for tests, the demo and benchmarks.
+--
+--   local fake = require "spec.support.fake"
+--   local ws = fake.start{ workers = 1 }
+--   ws.url, ws.account_url, ws.http_url, ws.port, ws.http_port, ws.resolve, ws.ca_file,
+--   ws.other_ca_file, ws.dir, ws.creds
+--   ws:reset(); ws:set{...}; ws:fault{...}; ws:counters(); ws:last(path); ws:stop()
+--
+-- Runs Debian's nginx + ngx_lua from a temp prefix (handlers in spec/support/fake/). Works under
+-- Lua 5.4 and LuaJIT; needs only the nginx, openssl and curl binaries and lua-cjson. The admin
+-- API (/__fake/...) is called over the plain-HTTP port with the curl CLI.
+local cjson = require "cjson.safe"
+
+local M = {}
+
+M.CREDS = {
+  pat = "dapi-fake-pat-0123456789abcdef",
+  username = "admin@example.com",
+  password = "fake-password-123",
+  client_id = "fake-client-id",
+  client_secret = "fake-client-secret-xyz",
+  account_id = "fake-account-0001",
+  workspace_id = "1234567890",
+}
+
+local NGINX = os.getenv("FAKE_NGINX") or "nginx"
+local MODULES = "/usr/lib/nginx/modules"
+
+-- ------------------------------------------------------------------ shell helpers
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; returns its stdout+stderr and exit status (works in 5.1 and 5.4,
+-- whose popen():close() results differ).
+local function run(cmd)
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+  return body or out, tonumber(rc) or -1
+end
+
+local function must(cmd, what)
+  local out, rc = run(cmd)
+  if rc ~= 0 then error("fake: " .. what .. " failed (" .. rc .. "): " .. out, 3) end
+  return out
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(data))
+  f:close()
+end
+
+local function tail(path, n)
+  local s = read_file(path)
+  if not s or s == "" then return "(empty error log)" end
+  local lines = {}
+  for l in s:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  local from = #lines - n + 1
+  if from < 1 then from = 1 end
+  local out = {}
+  for i = from, #lines do out[#out + 1] = lines[i] end
+  return table.concat(out, "\n")
+end
+
+-- cjson in Lua 5.4 decodes every number as a float; give integral values back as integers.
+local tointeger = math.tointeger
+local function normalize(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = normalize(x) end
+  elseif type(v) == "number" and tointeger then
+    return tointeger(v) or v
+  end
+  return v
+end
+
+-- ------------------------------------------------------------------ process-wide setup
+
+local function urandom_seed()
+  local s
+  local f = io.open("/dev/urandom", "rb")
+  if f then s = f:read(6); f:close() end
+  local n = 0
+  if s then for i = 1, #s do n = n * 256 + s:byte(i) end end
+  return n + os.time()
+end
+
+local rng_seeded = false
+local function random(lo, hi)
+  if not rng_seeded then math.randomseed(urandom_seed() % 2147483647); rng_seeded = true end
+  return math.random(lo, hi)
+end
+
+local ROOT          -- repository root (absolute), the directory that holds spec/
+local function root()
+  if ROOT then return ROOT end
+  local src = debug.getinfo(1, "S").source
+  src = src:sub(1, 1) == "@" and src:sub(2) or src
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    dir = must("pwd", "pwd"):gsub("%s+$", "") .. "/" .. dir
+  end
+  dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
+  ROOT = assert(dir:match("^(.*)/spec/support$"), "fake: cannot locate the repository from " .. dir)
+  return ROOT
+end
+
+local CERTS         -- { dir, ca, other_ca, cert, key }, generated once per process
+local function certs()
+  if CERTS then return CERTS end
+  local dir = must("mktemp -d -t dbxauth-fake-certs.XXXXXX", "mktemp"):gsub("%s+$", "")
+  local d = q(dir)
+  local newkey = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local ca_ext = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+  write_file(dir .. "/server.ext", table.concat({
+    "basicConstraints=CA:FALSE",
+    "keyUsage=critical,digitalSignature,keyEncipherment",
+    "extendedKeyUsage=serverAuth",
+    "subjectAltName=DNS:localhost,DNS:accounts.localhost,IP:127.0.0.1",
+    "",
+  }, "\n"))
+  must(table.concat({
+    "cd " .. d,
+    "openssl req -x509 -new " .. newkey .. " -keyout ca.key -out ca.crt -days 3650"
+      .. " -subj '/CN=dbxauth fake test CA' " .. ca_ext,
+    "openssl req -x509 -new " .. newkey .. " -keyout other-ca.key -out other-ca.crt -days 3650"
+      .. " -subj '/CN=dbxauth unrelated test CA' " .. ca_ext,
+    "openssl req -new " .. newkey .. " -keyout server.key -out server.csr -subj /CN=localhost",
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt"
+      .. " -days 825 -sha256 -extfile server.ext",
+    "openssl verify -CAfile ca.crt server.crt",
+    "chmod 0644 *.crt *.key",
+  }, " && "), "generating test certificates")
+  CERTS = { dir = dir, ca = dir .. "/ca.crt", other_ca = dir .. "/other-ca.crt",
+            cert = dir .. "/server.crt", key = dir .. "/server.key" }
+  return CERTS
+end
+
+local IS_ROOT
+local function is_root()
+  if IS_ROOT == nil then IS_ROOT = must("id -u", "id -u"):match("^%s*0%s*$") ~= nil end
+  return IS_ROOT
+end
+
+-- pid and start time of this Lua process, watched by the nginx worker (see app.init_worker).
+local function self_identity()
+  local s = read_file("/proc/self/stat")
+  if not s then return nil end
+  local pid = tonumber(s:match("^(%d+)"))
+  local rest = s:match(".*%) (.*)$")
+  local i, start = 0, nil
+  for field in (rest or ""):gmatch("%S+") do
+    i = i + 1
+    if i == 20 then start = field; break end
+  end
+  return pid, start
+end
+
+-- Local TCP ports currently in use (any state), from /proc/net/tcp{,6}.
+local function used_ports()
+  local used = {}
+  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local s = read_file(f) or ""
+    for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
+  end
+  return used
+end
+
+-- Two distinct free ports below the ephemeral range.
+local function pick_ports()
+  local used = used_ports()
+  local a, b
+  repeat a = random(20000, 32000) until not used[a]
+  repeat b = random(20000, 32000) until not used[b] and b ~= a
+  return a, b
+end
+
+local function render(template, vars)
+  return (template:gsub("%${([%w_]+)}", function(name)
+    local v = vars[name]
+    if v == nil then error("fake: template variable ${" .. name .. "} is not set") end
+    return tostring(v)
+  end))
+end
+
+-- ------------------------------------------------------------------ the server object
+
+local WS = {}
+WS.__index = WS
+
+local running = {}   -- every server started and not yet stopped (stopped when the state closes)
+local detached = 0   -- servers that outlive this state (their certificates must stay)
+
+-- Call the admin API over plain HTTP. Returns the decoded JSON answer.
+function WS:_admin(method, path, body)
+  if self._stopped then error("fake: server is stopped", 3) end
+  local cmd = { "curl -sS --max-time 30 -X", method, "-w '\\n%{http_code}'" }
+  if body ~= nil then
+    local file = self.dir .. "/admin-request.json"
+    write_file(file, assert(cjson.encode(body)))
+    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. q(file)
+  end
+  cmd[#cmd + 1] = q(self.http_url .. "/__fake/" .. path)
+  local out, rc = run(table.concat(cmd, " "))
+  if rc ~= 0 then error("fake: admin " .. method .. " " .. path .. ": curl exit " .. rc .. ": " .. out, 3) end
+  local resp, code = out:match("^(.*)\n(%d+)$")
+  if code ~= "200" then
+    error("fake: admin " .. method .. " " .. path .. " -> " .. tostring(code) .. ": " .. tostring(resp or out), 3)
+  end
+  local v, err = cjson.decode(resp)
+  if v == nil then error("fake: admin " .. path .. ": bad JSON (" .. tostring(err) .. "): " .. resp, 3) end
+  return normalize(v)
+end
+
+-- Settings to defaults, faults cleared, counters zeroed, issued tokens and last requests forgotten.
+function WS:reset()
+  self:_admin("POST", "reset", {})
+  return self
+end
+
+-- Merge settings: metadata (bool), discovery (bool), token_lifetime (seconds), token_type (string).
+-- Unknown keys are stored too. Returns the effective settings.
+function WS:set(settings)
+  assert(type(settings) == "table", "ws:set expects a table")
+  return self:_admin("POST", "settings", settings)
+end
+
+local FAULT_KINDS = { json = true, oauth = true, garbage = true, html = true, oversize = true,
+                      close = true, body = true, pass = true }
+
+-- Inject a fault: see the README at the top of this file / the brief. count = -1: every match.
+function WS:fault(f)
+  assert(type(f) == "table" and type(f.path) == "string", "ws:fault expects { path = ... }")
+  if f.kind ~= nil and not FAULT_KINDS[f.kind] then error("fake: unknown fault kind " .. tostring(f.kind), 2) end
+  local copy = {}
+  for k, v in pairs(f) do copy[k] = v end
+  if copy.retry_after ~= nil then copy.retry_after = tostring(copy.retry_after) end
+  if copy.method then copy.method = copy.method:upper() end
+  self:_admin("POST", "faults", copy)
+  return self
+end
+
+-- Remove all faults (counters and tokens are kept).
+function WS:clear_faults()
+  self:_admin("DELETE", "faults")
+  return self
+end
+
+-- { ["METHOD path"] = n, ..., total = n }
+function WS:counters()
+  return self:_admin("GET", "counters").counters
+end
+
+-- Last request to path (without query): { method, path, query, headers, body } or nil.
+function WS:last(path)
+  local enc = path:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
+  return self:_admin("GET", "last?path=" .. enc).request
+end
+
+-- Shell test "pid is running": /proc/<pid> exists and is not a zombie. (The daemonized master
+-- is reparented to pid 1, which may take a second to reap it.)
+local function sh_alive(pid)
+  return "{ st=$(sed 's/.*) \\(.\\).*/\\1/' /proc/" .. pid .. "/stat 2>/dev/null); "
+    .. "[ -n \"$st\" ] && [ \"$st\" != Z ]; }"
+end
+
+local function process_alive(pid)
+  local _, rc = run(sh_alive(pid))
+  return rc == 0
+end
+
+-- Wait up to `secs` for pid to exit, polling in one shell.
+local function wait_exit(pid, secs)
+  local polls = math.floor(secs / 0.01)
+  local _, rc = run("i=0; while " .. sh_alive(pid) .. "; do i=$((i+1)); [ $i -ge " .. polls ..
+    " ] && exit 1; sleep 0.01; done; exit 0")
+  return rc == 0
+end
+
+-- Graceful stop (QUIT, then TERM, then KILL of the master and its workers). Idempotent.
+function WS:stop()
+  if self._stopped then return end
+  self._stopped = true
+  running[self] = nil
+  local pid = tonumber(read_file(self.dir .. "/logs/nginx.pid") or "") or self.pid
+  if pid and process_alive(pid) then
+    run("kill -QUIT " .. pid)
+    if not wait_exit(pid, 5) then
+      run("kill -TERM " .. pid)
+      if not wait_exit(pid, 2) then
+        run("pkill -KILL -P " .. pid .. "; kill -KILL " .. pid)
+      end
+    end
+  end
+  if not self.keep_dir then run("rm -rf " .. q(self.dir)) end
+end
+
+local function start_once(ws, opts)
+  local c = certs()
+  local port, http_port = pick_ports()
+  local pid, start = self_identity()
+  local config = {}
+  for k, v in pairs(M.CREDS) do config[k] = v end
+  if opts.watch ~= false and not opts.detach then
+    config.watch_pid, config.watch_start = pid, start
+    -- what the watcher deletes after the controller died without stopping the server
+    if not ws.keep_dir then config.watch_cleanup = { ws.dir, c.dir } end
+  end
+  write_file(ws.dir .. "/conf/fake.json", assert(cjson.encode(config)))
+  local template = assert(read_file(root() .. "/spec/support/fake/nginx.conf"), "fake: nginx.conf template missing")
+  write_file(ws.dir .. "/conf/nginx.conf", render(template, {
+    USER_LINE = is_root() and "user root root;" or "",
+    WORKERS = tonumber(opts.workers) or 1,
+    LOG_LEVEL = opts.log_level or "warn",
+    ROOT = root(),
+    PREFIX = ws.dir .. "/",
+    PORT = port,
+    HTTP_PORT = http_port,
+    CERT = c.cert,
+    KEY = c.key,
+  }))
+  write_file(ws.dir .. "/logs/error.log", "")
+  local out, rc = run(q(NGINX) .. " -p " .. q(ws.dir .. "/") .. " -c conf/nginx.conf -e logs/error.log")
+  return rc == 0, out, port, http_port
+end
+
+local function wait_ready(ws)
+  local url = q(ws.http_url .. "/__fake/ping")
+  local out, rc = run("for i in $(seq 1 100); do curl -s --max-time 2 -o /dev/null -w '%{http_code}' " .. url ..
+    " | grep -q 200 && exit 0; sleep 0.05; done; exit 1")
+  return rc == 0, out
+end
+
+-- Start a fake workspace. opts: workers (default 1), log_level ("warn"), keep_dir (don't delete
+-- the prefix on stop), detach (not stopped when this Lua state closes or this process dies).
+function M.start(opts)
+  opts = opts or {}
+  for _, mod in ipairs { "ndk_http_module.so", "ngx_http_lua_module.so" } do
+    if not read_file(MODULES .. "/" .. mod) then
+      error("fake: " .. MODULES .. "/" .. mod .. " missing (apt-get install libnginx-mod-http-lua)", 2)
+    end
+  end
+  local ws = setmetatable({}, WS)
+  ws.dir = must("mktemp -d -t dbxauth-fake.XXXXXX", "mktemp"):gsub("%s+$", "")
+  ws.keep_dir = opts.keep_dir or os.getenv("FAKE_KEEP_DIR") ~= nil
+  must("mkdir -p " .. q(ws.dir .. "/conf") .. " " .. q(ws.dir .. "/logs") .. " " .. q(ws.dir .. "/temp")
+    .. " && chmod 0755 " .. q(ws.dir), "mkdir")
+
+  local ok, out, port, http_port
+  for _ = 1, 8 do
+    ok, out, port, http_port = start_once(ws, opts)
+    if ok then break end
+    local log = read_file(ws.dir .. "/logs/error.log") or ""
+    if not (out .. log):find("Address already in use", 1, true) then break end
+  end
+  if not ok then
+    local msg = "fake: nginx failed to start: " .. out .. "\n" .. tail(ws.dir .. "/logs/error.log", 20)
+    run("rm -rf " .. q(ws.dir))
+    error(msg, 2)
+  end
+
+  ws.port, ws.http_port = port, http_port
+  ws.url = "https://localhost:" .. port
+  ws.account_url = "https://accounts.localhost:" .. port
+  ws.http_url = "http://127.0.0.1:" .. http_port
+  ws.resolve = { "accounts.localhost:" .. port .. ":127.0.0.1", "localhost:" .. port .. ":127.0.0.1" }
+  ws.ca_file = CERTS.ca
+  ws.other_ca_file = CERTS.other_ca
+  ws.creds = {}
+  for k, v in pairs(M.CREDS) do ws.creds[k] = v end
+  ws.pid = tonumber(read_file(ws.dir .. "/logs/nginx.pid") or "")
+  if opts.detach then detached = detached + 1 else running[ws] = true end
+
+  local ready = wait_ready(ws)
+  if not ready then
+    local msg = "fake: nginx started but does not answer:\n" .. tail(ws.dir .. "/logs/error.log", 20)
+    ws.keep_dir = true
+    ws:stop()
+    run("rm -rf " .. q(ws.dir))
+    error(msg, 2)
+  end
+  return ws
+end
+
+-- ------------------------------------------------------------------ cleanup on state close
+
+local function stop_all()
+  for ws in pairs(running) do pcall(ws.stop, ws) end
+  if CERTS and detached == 0 then run("rm -rf " .. q(CERTS.dir)); CERTS = nil end
+end
+
+if newproxy then                          -- LuaJIT / 5.1: userdata finalizer
+  M._sentinel = newproxy(true)
+  getmetatable(M._sentinel).__gc = stop_all
+else                                      -- 5.2+: table finalizer
+  M._sentinel = setmetatable({}, { __gc = stop_all })
+end
+
+return M

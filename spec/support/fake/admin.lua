@@ -1,0 +1,113 @@
+-- Admin API of the fake workspace, under /__fake/ (no auth; only spec/support/fake.lua calls it).
+--   GET  /__fake/ping               -> {"ok":true}
+--   POST /__fake/reset              -> settings to defaults, faults cleared, counters/tokens/last flushed
+--   GET  /__fake/settings           -> effective settings
+--   POST /__fake/settings  {..}     -> merge into settings; answers the effective settings
+--   POST /__fake/faults    {..}     -> append one fault (see fake.lua ws:fault)
+--   DELETE /__fake/faults           -> clear faults
+--   GET  /__fake/counters           -> {"counters":{"METHOD path":n,...,"total":n}}
+--   GET  /__fake/last?path=/p       -> {"request":{method,path,query,headers,body}} or {}
+local common = require "spec.support.fake.common"
+
+local ngx = ngx
+local M = {}
+
+local function bump_version()
+  common.dict:incr("ver", 1, 0)
+end
+
+local function read_json()
+  local v = common.decode(common.body())
+  if type(v) ~= "table" then return nil end
+  return v
+end
+
+local function bad(msg) return common.json(400, { error = msg }) end
+
+local function effective_settings()
+  common.refresh()
+  return common.settings()
+end
+
+function M.reset()
+  common.counters:flush_all(); common.counters:flush_expired()
+  common.tokens:flush_all(); common.tokens:flush_expired()
+  common.last:flush_all(); common.last:flush_expired()
+  local d = common.dict
+  local ver = d:get("ver") or 0
+  d:flush_all(); d:flush_expired()
+  d:set("ver", ver + 1)
+end
+
+local handlers = {}
+
+handlers["GET ping"] = function()
+  return common.json(200, { ok = true, pid = ngx.worker.pid() })
+end
+
+handlers["POST reset"] = function()
+  M.reset()
+  return common.json(200, { ok = true })
+end
+
+handlers["GET settings"] = function()
+  return common.json(200, effective_settings())
+end
+
+handlers["POST settings"] = function()
+  local patch = read_json()
+  if not patch then return bad("settings: JSON object expected") end
+  local d = common.dict
+  local cur = common.decode(d:get("settings") or "null")
+  if type(cur) ~= "table" then cur = {} end
+  for k, v in pairs(patch) do cur[k] = v end
+  d:set("settings", common.encode(cur))
+  bump_version()
+  return common.json(200, effective_settings())
+end
+
+handlers["POST faults"] = function()
+  local f = read_json()
+  if not f or type(f.path) ~= "string" then return bad("fault: JSON object with a path expected") end
+  local d = common.dict
+  f.id = d:incr("fault_seq", 1, 0)
+  f.count = tonumber(f.count) or 1
+  if f.count >= 0 then d:set("fault_left:" .. f.id, f.count) end
+  local list = common.decode(d:get("faults") or "null")
+  if type(list) ~= "table" then list = {} end
+  list[#list + 1] = f
+  d:set("faults", common.encode(list))
+  bump_version()
+  return common.json(200, { ok = true, id = f.id })
+end
+
+handlers["DELETE faults"] = function()
+  common.dict:delete("faults")
+  bump_version()
+  return common.json(200, { ok = true })
+end
+
+handlers["GET counters"] = function()
+  local c = common.counters
+  local out = {}
+  for _, k in ipairs(c:get_keys(0)) do out[k] = c:get(k) end
+  out.total = out.total or 0
+  return common.json(200, { counters = out })
+end
+
+handlers["GET last"] = function()
+  local path = ngx.req.get_uri_args().path
+  local rec = type(path) == "string" and common.last:get(path)
+  if not rec then return common.send(200, "{}") end
+  return common.send(200, '{"request":' .. rec .. "}")
+end
+
+function M.handle(name)
+  local h = handlers[ngx.req.get_method() .. " " .. name]
+  if not h then
+    return common.json(404, { error = "unknown admin endpoint " .. ngx.req.get_method() .. " /__fake/" .. name })
+  end
+  return h()
+end
+
+return M

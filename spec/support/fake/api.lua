@@ -1,0 +1,95 @@
+-- Authenticated REST endpoints of the fake workspace (runs inside nginx).
+local common = require "spec.support.fake.common"
+local oauth = require "spec.support.fake.oauth"
+
+local ngx = ngx
+local M = {}
+
+local PAT_USER = "user@example.com"
+local NOT_SENT = "Credential was not sent or was of an unsupported type for this API."
+local INVALID = "Invalid access token."
+
+-- Identity of the caller or nil, message. audience: "workspace" or an account id.
+-- Accepts the PAT, an unexpired issued token for that audience, or Basic username:password.
+function M.authenticate(audience)
+  local h = ngx.var.http_authorization
+  if not h then return nil, NOT_SENT end
+  local scheme, cred = h:match("^(%S+)%s+(%S+)%s*$")
+  scheme = scheme and scheme:lower()
+  local cfg = common.config
+  if scheme == "bearer" then
+    if cred == cfg.pat then return { user = PAT_USER, kind = "pat" } end
+    local t = oauth.lookup(cred)
+    if t and t.aud == audience and t.exp > ngx.now() then
+      return { user = t.sub, kind = t.kind or "oauth", scope = t.scope, token = t }
+    end
+    return nil, INVALID
+  elseif scheme == "basic" then
+    if ngx.decode_base64(cred) == cfg.username .. ":" .. cfg.password then
+      return { user = cfg.username, kind = "basic" }
+    end
+    return nil, INVALID
+  end
+  return nil, NOT_SENT
+end
+
+local function unauthenticated(msg)
+  return common.api_error(401, "UNAUTHENTICATED", msg)
+end
+
+local USERS = {
+  [PAT_USER]  = { id = "7000000000000001", displayName = "Fake User" },
+}
+
+function M.me()
+  local who, err = M.authenticate("workspace")
+  if not who then return unauthenticated(err) end
+  local cfg = common.config
+  local info = USERS[who.user]
+  local body
+  if who.kind == "service_principal" then
+    body = { id = "7000000000000003", userName = who.user, displayName = "Fake Service Principal",
+             active = true, schemas = { "urn:ietf:params:scim:schemas:core:2.0:User" } }
+  else
+    if not info and who.user == cfg.username then info = { id = "7000000000000002", displayName = "Fake Admin" } end
+    info = info or { id = "7000000000000009", displayName = who.user }
+    body = { id = info.id, userName = who.user, displayName = info.displayName, active = true,
+             schemas = { "urn:ietf:params:scim:schemas:core:2.0:User" } }
+  end
+  return common.json(200, body, { ["X-Databricks-Org-Id"] = cfg.workspace_id })
+end
+
+function M.clusters_list()
+  local who, err = M.authenticate("workspace")
+  if not who then return unauthenticated(err) end
+  -- literal: Debian's lua-cjson has no empty-array marker
+  return common.send(200, '{"clusters":[]}')
+end
+
+function M.echo()
+  local who, err = M.authenticate("workspace")
+  if not who then return unauthenticated(err) end
+  local headers = common.headers()
+  if headers.authorization then headers.authorization = headers.authorization:match("^%S+") end
+  return common.json(200, {
+    method = ngx.req.get_method(),
+    path = ngx.var.uri,
+    query = ngx.var.args or "",
+    args = ngx.req.get_uri_args(1000),
+    headers = headers,
+    body = common.body(),
+  })
+end
+
+function M.account_workspaces(account)
+  local who, err = M.authenticate(account)
+  if not who then return unauthenticated(err) end
+  local cfg = common.config
+  if account ~= cfg.account_id then
+    return common.api_error(404, "RESOURCE_DOES_NOT_EXIST", "Account '" .. account .. "' does not exist")
+  end
+  local id = tonumber(cfg.workspace_id) or cfg.workspace_id
+  return common.json(200, { { workspace_id = id, workspace_name = "fake-workspace" } })
+end
+
+return M
