@@ -1,6 +1,7 @@
 std = "max"
 max_line_length = 120
 codes = true
+self = false   -- methods keep `self` even when they do not use it
 exclude_files = { "build/", "lua_modules/", "lua_modules_jit/", ".luarocks/" }
 files["spec/"] = { std = "+busted" }
 files["spec/support/fake/"] = { std = "ngx_lua" }

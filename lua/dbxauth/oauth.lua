@@ -1,0 +1,202 @@
+-- OAuth as data: functions here build request tables and read response tables. No I/O, no
+-- clock (callers pass `now`), no globals, so every flow is testable without a network and the
+-- same logic runs over libcurl or nginx cosockets.
+local core = require "dbxauth.core"
+local cjson = require "cjson.safe"
+local errors = require "dbxauth.errors"
+local apierror = require "dbxauth.apierror"
+
+local _M = {}
+
+local FORM = "application/x-www-form-urlencoded"
+
+-- Form bodies with sorted keys, as Go's url.Values.Encode does: stable bytes on the wire.
+function _M.form(fields)
+  local keys = {}
+  for k in pairs(fields) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    parts[i] = core.form_encode(k) .. "=" .. core.form_encode(tostring(fields[k]))
+  end
+  return table.concat(parts, "&")
+end
+
+function _M.scope_string(scopes)
+  return table.concat(scopes, " ")
+end
+
+local function trim_slash(s)
+  return (s:gsub("/+$", ""))
+end
+
+---------------------------------------------------------------------------------------------
+-- Endpoints
+
+-- Host metadata (notes §5.1): GET {host}/.well-known/databricks-config, unauthenticated.
+function _M.metadata_request(host)
+  return { method = "GET", url = host .. "/.well-known/databricks-config",
+           headers = { Accept = "application/json" } }
+end
+
+-- Returns the document's fields, or nil when the host does not serve one (any failure:
+-- metadata is best effort).
+function _M.parse_metadata(res)
+  if not res or res.status ~= 200 then return nil end
+  local doc = cjson.decode(res.body or "")
+  if type(doc) ~= "table" then return nil end
+  local md = {}
+  for _, k in ipairs { "oidc_endpoint", "account_id", "workspace_id", "cloud", "host_type" } do
+    local v = doc[k]
+    if type(v) == "number" then v = string.format("%d", v) end
+    if type(v) == "string" and v ~= "" then md[k] = v end
+  end
+  local aud = doc.token_federation_default_oidc_audiences
+  if type(aud) == "table" and type(aud[1]) == "string" and aud[1] ~= "" then
+    md.default_audience = aud[1]
+  end
+  return md
+end
+
+-- The OIDC root named by host metadata, with the account placeholder filled in; nil when it
+-- needs an account id we do not have.
+function _M.oidc_root(md, account_id)
+  local root = md and md.oidc_endpoint
+  if not root then return nil end
+  if root:find("{account_id}", 1, true) then
+    if not account_id then return nil end
+    root = root:gsub("{account_id}", (account_id:gsub("%%", "%%%%")))
+  end
+  return trim_slash(root)
+end
+
+-- Databricks OIDC roots serve /v1/authorize and /v1/token below them (workspace
+-- {host}/oidc, account {host}/oidc/accounts/{id}); knowing the root saves the discovery
+-- round trip.
+function _M.endpoints_from_root(root)
+  return { authorization_endpoint = root .. "/v1/authorize", token_endpoint = root .. "/v1/token" }
+end
+
+function _M.account_root(host, account_id)
+  return host .. "/oidc/accounts/" .. account_id
+end
+
+function _M.workspace_discovery_url(host)
+  return host .. "/oidc/.well-known/oauth-authorization-server"
+end
+
+function _M.discovery_request(url)
+  return { method = "GET", url = url, headers = { Accept = "application/json" } }
+end
+
+function _M.parse_discovery(res)
+  if res.status < 200 or res.status > 299 then
+    return nil, apierror.from_response(res)
+  end
+  local doc = cjson.decode(res.body or "")
+  if type(doc) ~= "table" or type(doc.token_endpoint) ~= "string" then
+    return nil, errors.new("oauth", "the OIDC discovery document has no token_endpoint")
+  end
+  return { authorization_endpoint = doc.authorization_endpoint, token_endpoint = doc.token_endpoint }
+end
+
+---------------------------------------------------------------------------------------------
+-- Token requests
+
+-- RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding (Go does this;
+-- identical to plain Basic for the UUID ids and alphanumeric secrets Databricks issues).
+function _M.basic_client_auth(client_id, client_secret)
+  return "Basic " .. core.b64_encode(core.form_encode(client_id) .. ":" .. core.form_encode(client_secret))
+end
+
+function _M.client_credentials_request(p)
+  return {
+    method = "POST",
+    url = p.token_endpoint,
+    headers = {
+      Authorization = _M.basic_client_auth(p.client_id, p.client_secret),
+      ["Content-Type"] = FORM,
+      Accept = "application/json",
+    },
+    body = _M.form { grant_type = "client_credentials", scope = _M.scope_string(p.scopes) },
+  }
+end
+
+-- The `exp` claim of a JWT access token, used when the response has no expires_in (D14).
+function _M.jwt_expiry(token)
+  local payload = token:match("^[%w_-]+%.([%w_-]+)%.[%w_-]*$")
+  if not payload then return nil end
+  local json = core.b64url_decode(payload)
+  local claims = json and cjson.decode(json)
+  if type(claims) == "table" and type(claims.exp) == "number" then return claims.exp end
+  return nil
+end
+
+local function normalise_type(t)
+  if type(t) ~= "string" or t == "" or t:lower() == "bearer" then return "Bearer" end
+  return t
+end
+
+local function split_scopes(s)
+  local out = {}
+  if type(s) == "string" then
+    for w in s:gmatch("%S+") do out[#out + 1] = w end
+  end
+  return out
+end
+
+local Token = {}
+Token.__index = Token
+Token.__name = "dbxauth.token"
+Token.__tostring = function(t)
+  local parts = { t.token_type or "Bearer" }
+  if t.expiry then parts[#parts + 1] = "expiry=" .. string.format("%d", t.expiry) end
+  if t.scopes and #t.scopes > 0 then parts[#parts + 1] = "scopes=" .. table.concat(t.scopes, " ") end
+  return "dbxauth.token(" .. table.concat(parts, ", ") .. ", access_token=***)"
+end
+_M.Token = Token
+
+-- A token table whose tostring never shows the secret.
+function _M.token(t)
+  return setmetatable(t, Token)
+end
+
+-- Read a token endpoint response (any grant). `what` names the flow for messages.
+function _M.parse_token_response(res, now, what)
+  what = what or "token request"
+  if res.status < 200 or res.status > 299 then
+    local err = apierror.from_response(res)
+    err.message = what .. " failed: " .. err.message
+    return nil, err
+  end
+  local doc = cjson.decode(res.body or "")
+  if type(doc) ~= "table" then
+    -- The body is not echoed: it came from a token endpoint and could hold anything.
+    return nil, errors.new("oauth", what .. " failed: the token endpoint returned a non-JSON response ("
+      .. string.format("%d", #(res.body or "")) .. " bytes, HTTP " .. res.status .. ")",
+      { status = res.status, hint = "check that host points at a Databricks workspace or account console" })
+  end
+  if type(doc.access_token) ~= "string" or doc.access_token == "" then
+    if type(doc.error) == "string" then
+      return nil, apierror.from_response({ status = res.status, body = res.body, headers = res.headers })
+    end
+    return nil, errors.new("oauth", what .. " failed: the response has no access_token", { status = res.status })
+  end
+  local expiry
+  local expires_in = tonumber(doc.expires_in)
+  if expires_in and expires_in > 0 then
+    expiry = now + expires_in
+  else
+    expiry = _M.jwt_expiry(doc.access_token)
+  end
+  return _M.token {
+    access_token = doc.access_token,
+    token_type = normalise_type(doc.token_type),
+    refresh_token = type(doc.refresh_token) == "string" and doc.refresh_token ~= "" and doc.refresh_token or nil,
+    expiry = expiry,
+    issued_at = now,
+    scopes = split_scopes(doc.scope),
+  }
+end
+
+return _M

@@ -1,0 +1,18 @@
+-- Personal access token (notes §6.1): `Authorization: Bearer <token>`, no expiry, no refresh.
+local oauth = require "dbxauth.oauth"
+
+return {
+  name = "pat",
+  -- Both SDKs skip a token without a host (it could not be used anyway).
+  applies = function(c)
+    return c:get("token") ~= nil and c:get("host") ~= nil
+  end,
+  configure = function(c)
+    local tok = oauth.token { access_token = c:get("token"), token_type = "Bearer" }
+    local header = "Bearer " .. tok.access_token
+    return {
+      headers = function() return { Authorization = header } end,
+      token = function() return tok end,
+    }
+  end,
+}

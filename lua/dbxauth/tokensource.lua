@@ -1,0 +1,81 @@
+-- A cached token with refresh-ahead (decisions D14, D15):
+--   * a token is expired when now >= expiry - 40 s; then a refresh must succeed;
+--   * in the stale window, the last min(TTL/2, 20 min) before expiry, a refresh is attempted
+--     and on failure the still-valid token is returned, with no new attempt for 60 s;
+--   * one refresh at a time: a caller arriving while a refresh is in flight (possible only
+--     with transports that yield, as in nginx) waits for it through the `wait` hook, or gets
+--     the still-valid token.
+-- There are no threads here; `fetch` does the I/O and `now` is injected.
+local _M = {}
+
+local EXPIRY_MARGIN = 40
+local MAX_STALE = 20 * 60
+local COOLDOWN = 60
+
+local Source = {}
+Source.__index = Source
+Source.__name = "dbxauth.tokensource"
+Source.__tostring = function(s)
+  return "dbxauth.tokensource(" .. (s.tok and "cached" or "empty") .. ")"
+end
+
+-- opts.fetch() -> token | nil, err   (token: { access_token, expiry = epoch seconds | nil, ... })
+-- opts.now() -> seconds; opts.wait(source) optional, blocks until the in-flight refresh ends
+function _M.new(opts)
+  return setmetatable({ fetch = opts.fetch, now = opts.now, wait = opts.wait,
+                        tok = nil, stale_at = nil, cooldown_until = 0, refreshing = false }, Source)
+end
+
+local function expired(tok, now)
+  return tok.expiry ~= nil and now >= tok.expiry - EXPIRY_MARGIN
+end
+
+local function stale_at(tok, now)
+  if not tok.expiry then return nil end
+  local ttl = tok.expiry - now
+  return tok.expiry - math.min(ttl / 2, MAX_STALE)
+end
+
+function Source:_refresh()
+  self.refreshing = true
+  local ok, tok, err = pcall(self.fetch)
+  self.refreshing = false
+  if not ok then error(tok, 0) end
+  if tok then
+    local now = self.now()
+    -- A slower refresh may finish after a newer one: keep whichever lives longer.
+    if not (self.tok and self.tok.expiry and tok.expiry and self.tok.expiry > tok.expiry) then
+      self.tok, self.stale_at = tok, stale_at(tok, now)
+    end
+    self.cooldown_until = 0
+  end
+  return tok, err
+end
+
+function Source:token()
+  local tok, now = self.tok, self.now()
+  if tok and not expired(tok, now) then
+    if not self.stale_at or now < self.stale_at or now < self.cooldown_until or self.refreshing then
+      return tok
+    end
+    local _, err = self:_refresh()
+    if err then self.cooldown_until = self.now() + COOLDOWN end
+    return self.tok
+  end
+  if self.refreshing then
+    if self.wait then
+      self.wait(self)
+      if self.tok and not expired(self.tok, self.now()) then return self.tok end
+    end
+  end
+  local fresh, err = self:_refresh()
+  if not fresh then return nil, err end
+  return self.tok
+end
+
+-- Forget the cached token (e.g. after the server rejected it).
+function Source:invalidate()
+  self.tok, self.stale_at = nil, nil
+end
+
+return _M
