@@ -1,0 +1,22 @@
+#!/bin/sh
+# CI check: the rockspec builds and installs with LuaRocks (offline, against Debian's
+# lua-cjson), and the installed tree loads under Lua 5.4.
+set -eu
+cd "$(dirname "$0")/.."
+# every Lua module and C source must be in the rockspec
+for f in $(find lua -name '*.lua') csrc/*.c; do
+  grep -q "\"$f\"" rockspec/dbxauth-scm-1.rockspec || { echo "rockspec: $f is not listed"; exit 1; }
+done
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+luarocks --lua-version 5.4 --tree "$tree" make --deps-mode=none \
+  CURL_INCDIR="/usr/include/$multiarch" rockspec/dbxauth-scm-1.rockspec >"$tree/build.log" 2>&1 \
+  || { cat "$tree/build.log"; exit 1; }
+LUA_PATH_5_4="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" \
+LUA_CPATH_5_4="$tree/lib/lua/5.4/?.so;;" \
+  lua5.4 -e 'local d = require "dbxauth"; local c = require "dbxauth.core"
+    assert(package.searchpath("dbxauth.core", package.cpath):find("^'"$tree"'"), "core not from the rock tree")
+    assert(c.b64url_encode("hi") == "aGk")
+    print("rockspec: dbxauth " .. d.VERSION .. " installed and loaded from the LuaRocks tree")'
+[ -x "$tree/bin/dbxauth" ] || [ ! -f bin/dbxauth ] || { echo "rockspec: bin/dbxauth not installed"; exit 1; }

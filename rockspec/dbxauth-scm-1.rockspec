@@ -1,0 +1,50 @@
+-- LuaRocks build of dbxauth. On Debian (multiarch headers, lua-cjson from apt):
+--   luarocks --lua-version 5.4 make --deps-mode=none \
+--     CURL_INCDIR=/usr/include/x86_64-linux-gnu rockspec/dbxauth-scm-1.rockspec
+rockspec_format = "3.0"
+package = "dbxauth"
+version = "scm-1"
+source = { url = "git+https://example.invalid/dbxauth.git", branch = "main" }
+description = {
+  summary = "Databricks authentication for Lua: SDK-compatible configuration, PAT, basic and OAuth M2M",
+  detailed = [[
+Resolves a Databricks configuration exactly as the official SDKs and CLI do (explicit >
+environment > ~/.databrickscfg), obtains credentials, and calls the Databricks REST API over
+verified TLS with keep-alive and retries. C core on libcurl and OpenSSL.]],
+  license = "Apache-2.0",
+}
+dependencies = { "lua >= 5.1", "lua-cjson" }
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["dbxauth.core"] = {
+      sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_encode.c", "csrc/dbx_http.c",
+                  "csrc/dbx_time.c", "csrc/ldbx_core.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "ssl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+    },
+    ["dbxauth"] = "lua/dbxauth/init.lua",
+    ["dbxauth.apierror"] = "lua/dbxauth/apierror.lua",
+    ["dbxauth.config"] = "lua/dbxauth/config.lua",
+    ["dbxauth.discovery"] = "lua/dbxauth/discovery.lua",
+    ["dbxauth.errors"] = "lua/dbxauth/errors.lua",
+    ["dbxauth.host"] = "lua/dbxauth/host.lua",
+    ["dbxauth.http"] = "lua/dbxauth/http.lua",
+    ["dbxauth.ini"] = "lua/dbxauth/ini.lua",
+    ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",
+    ["dbxauth.tokensource"] = "lua/dbxauth/tokensource.lua",
+    ["dbxauth.useragent"] = "lua/dbxauth/useragent.lua",
+    ["dbxauth.providers"] = "lua/dbxauth/providers/init.lua",
+    ["dbxauth.providers.pat"] = "lua/dbxauth/providers/pat.lua",
+    ["dbxauth.providers.basic"] = "lua/dbxauth/providers/basic.lua",
+    ["dbxauth.providers.oauth_m2m"] = "lua/dbxauth/providers/oauth_m2m.lua",
+    ["dbxauth.transport.curl"] = "lua/dbxauth/transport/curl.lua",
+  },
+}
+test = { type = "command", command = "make test" }
