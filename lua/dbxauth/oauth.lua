@@ -150,7 +150,7 @@ Token.__index = Token
 Token.__name = "dbxauth.token"
 Token.__tostring = function(t)
   local parts = { t.token_type or "Bearer" }
-  if t.expiry then parts[#parts + 1] = "expiry=" .. string.format("%d", t.expiry) end
+  if t.expiry then parts[#parts + 1] = "expiry=" .. string.format("%.0f", t.expiry) end
   if t.scopes and #t.scopes > 0 then parts[#parts + 1] = "scopes=" .. table.concat(t.scopes, " ") end
   return "dbxauth.token(" .. table.concat(parts, ", ") .. ", access_token=***)"
 end
@@ -185,7 +185,7 @@ function _M.parse_token_response(res, now, what)
   local expiry
   local expires_in = tonumber(doc.expires_in)
   if expires_in and expires_in > 0 then
-    expiry = now + expires_in
+    expiry = math.floor(now + expires_in)
   else
     expiry = _M.jwt_expiry(doc.access_token)
   end
