@@ -257,7 +257,7 @@ function WS:clear_faults()
   return self
 end
 
--- { ["METHOD path"] = n, ..., total = n }
+-- { ["METHOD path"] = n, ..., total = n }. Absent means zero: after reset this is {}.
 function WS:counters()
   return self:_admin("GET", "counters").counters
 end
@@ -280,11 +280,9 @@ local function process_alive(pid)
   return rc == 0
 end
 
--- Wait up to `secs` for pid to exit, polling in one shell.
+-- Wait up to `secs` (wall clock) for pid to exit, polling in one shell.
 local function wait_exit(pid, secs)
-  local polls = math.floor(secs / 0.01)
-  local _, rc = run("i=0; while " .. sh_alive(pid) .. "; do i=$((i+1)); [ $i -ge " .. polls ..
-    " ] && exit 1; sleep 0.01; done; exit 0")
+  local _, rc = run("timeout " .. secs .. " sh -c " .. q("while " .. sh_alive(pid) .. "; do sleep 0.01; done"))
   return rc == 0
 end
 
@@ -296,7 +294,7 @@ function WS:stop()
   local pid = tonumber(read_file(self.dir .. "/logs/nginx.pid") or "") or self.pid
   if pid and process_alive(pid) then
     run("kill -QUIT " .. pid)
-    if not wait_exit(pid, 5) then
+    if not wait_exit(pid, 2) then          -- e.g. a client still waiting on a long delay fault
       run("kill -TERM " .. pid)
       if not wait_exit(pid, 2) then
         run("pkill -KILL -P " .. pid .. "; kill -KILL " .. pid)

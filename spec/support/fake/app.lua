@@ -82,8 +82,22 @@ local function stream_oversize(size, headers)
   ngx.print(tail)
 end
 
+-- Sleep in slices so that a graceful stop (ngx.worker.exiting) is not held up by a long delay:
+-- lua_check_client_abort does not notice TLS clients that hang up (their close_notify is data).
+local function delay(secs)
+  local deadline = ngx.now() + secs
+  while true do
+    if ngx.worker.exiting() then return false end
+    local left = deadline - ngx.now()
+    if left <= 0 then return true end
+    ngx.sleep(left < 0.05 and left or 0.05)
+    ngx.update_time()
+  end
+end
+
 local function apply_fault(f)
-  if f.delay and tonumber(f.delay) and tonumber(f.delay) > 0 then ngx.sleep(tonumber(f.delay)) end
+  local secs = tonumber(f.delay)
+  if secs and secs > 0 and not delay(secs) then ngx.exit(444); return true end
   local kind = f.kind or "json"
   if kind == "pass" then return false end          -- only the delay: answer normally
   if kind == "close" then ngx.exit(444); return true end
