@@ -168,7 +168,8 @@ function methods:_host()
   local st = self._state
   local host = st.values.host
   if st.host_error then
-    return nil, errors.new("config", st.host_error, { hint = "host must be a URL like https://<workspace>.cloud.databricks.com" })
+    return nil, errors.new("config", st.host_error,
+      { hint = "host must be a URL like https://<workspace>.cloud.databricks.com" })
   end
   if host and insecure_host(host) then
     return nil, errors.new("config", "host must use https:// (got " .. host .. ")", {
