@@ -162,9 +162,9 @@ describe("OAuth M2M", function()
       ws:reset()
       dbxauth.clear_discovery_cache()
       ws:set { metadata = metadata }
-      local cfg = m2m({ host = ws.account_url, account_id = creds.account_id },
-        {})
-      rawset(cfg, "_transport", curl.new { ca_file = ws.ca_file, resolve = ws.resolve })
+      -- accounts.localhost resolves only through the transport's resolve list
+      local cfg = m2m { host = ws.account_url, account_id = creds.account_id,
+        transport = curl.new { ca_file = ws.ca_file, resolve = ws.resolve } }
       assert.is_true(cfg:is_account())
       local res = assert(cfg:request { path = "/api/2.0/accounts/" .. creds.account_id .. "/workspaces" })
       assert.equal("fake-workspace", res:json()[1].workspace_name)
