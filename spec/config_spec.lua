@@ -103,6 +103,8 @@ describe("conformance cases", function()
     for _, c in ipairs(cases) do
       assert.is_nil(seen[c.name], "duplicate case name " .. c.name)
       seen[c.name] = true
+      -- The chain spec runs every case end to end, so each must state its outcome.
+      assert.is_true((c.want.error ~= nil) ~= (c.want.auth_type ~= nil), c.name .. ": error xor auth_type")
     end
     assert.is_true(#cases >= 70)
   end)
