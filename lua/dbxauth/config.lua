@@ -5,7 +5,15 @@
 --   state.values.host      -- typed values; nil when unset (never "", false or 0)
 --   state.sources.host     -- "explicit" | "env" | "file"
 --   state.env_names.host   -- the env var that supplied it
+--   state.config_file      -- path of the profile file that was read (nil: skipped or absent)
+--   state.profile_fallback -- true when the DEFAULT fallback supplied values
+--   state.host_error       -- "no host configured" when the host has no hostname (kept raw)
+--   state.env_present      -- non-empty env vars per attribute (for the debug suffix)
 --   config.with_suffix("default auth: ...", state)   -- Go's ". Config: ... Env: ..." suffix
+--
+-- Aliases (D24): values are stored under `token_audience` and `oidc_token_filepath`; the Go
+-- spellings `audience` and `databricks_id_token_filepath` are accepted as options and profile
+-- keys, and the debug suffix prints `databricks_id_token_filepath` as Go does.
 --
 -- Pure apart from reading the config file; the environment comes in through ctx.getenv so that
 -- specs and embedders (nginx workers) decide what the process environment is.
