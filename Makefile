@@ -35,7 +35,7 @@ LUAJIT_CFLAGS = $(shell $(PKG) --cflags luajit)
 DEP_CFLAGS    = $(shell $(PKG) --cflags libcurl openssl)
 DEP_LIBS      = $(shell $(PKG) --libs libcurl openssl)
 
-.PHONY: all deps build test test-jit test-54 demo bench lint install clean rockspec-check
+.PHONY: all deps build test test-jit test-54 demo bench lint install clean rockspec-check install-check
 
 all: build
 
@@ -68,7 +68,7 @@ lint: build
 	luacheck -q lua spec examples bench bin
 
 # The LuaJIT run comes first so that the last line printed is busted's summary for Lua 5.4.
-test: deps build lint rockspec-check test-jit test-54
+test: deps build lint rockspec-check install-check test-jit test-54
 
 test-jit: build
 	$(LUAJIT) $(BUSTED) --run=jit
@@ -84,6 +84,16 @@ bench: deps build build/bench/raw_curl
 
 rockspec-check: build
 	sh rockspec/check.sh
+
+# `make install` into a scratch prefix, then load it from there under both interpreters.
+install-check: build
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(MAKE) -s install PREFIX=$$d LUA_VERSION=5.4 && $(MAKE) -s install PREFIX=$$d LUA_VERSION=5.1 && \
+	LUA_PATH_5_4="$$d/share/lua/5.4/?.lua;$$d/share/lua/5.4/?/init.lua;;" LUA_CPATH_5_4="$$d/lib/lua/5.4/?.so;;" \
+	  $(LUA54) -e 'assert(require("dbxauth").config({ host = "h", token = "t" }, { env = {} }))' && \
+	LUA_PATH="$$d/share/lua/5.1/?.lua;$$d/share/lua/5.1/?/init.lua;;" LUA_CPATH="$$d/lib/lua/5.1/?.so;;" \
+	  $(LUAJIT) -e 'assert(require("dbxauth").config({ host = "h", token = "t" }, { env = {} }))' && \
+	echo "install: dbxauth loads from PREFIX=<tmp> under lua5.4 and luajit"
 
 install: build
 	@case "$(LUA_VERSION)" in 5.4) so=build/5.4/dbxauth/core.so;; 5.1) so=build/jit/dbxauth/core.so;; \

@@ -235,6 +235,33 @@ describe("TLS", function()
   end)
 end)
 
+describe("proxies", function()
+  -- The process environment cannot be changed from Lua, so a child process gets it.
+  local function run_child(env)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+      local dbxauth = require "dbxauth"
+      local cfg = assert(dbxauth.config({ host = %q, token = %q, ca_file = %q, retry_timeout_seconds = 1 },
+        { env = {}, home = "/nonexistent" }))
+      local res, err = cfg:request { path = "/api/2.0/preview/scim/v2/Me" }
+      io.write(res and ("ok " .. res.status) or ("err " .. err.code .. " " .. tostring(err.reason)))
+    ]], ws.url, creds.pat, ws.ca_file))
+    f:close()
+    local p = io.popen("env -u http_proxy -u https_proxy -u HTTPS_PROXY -u ALL_PROXY -u NO_PROXY -u no_proxy "
+      .. env .. " LUA_PATH_5_4='lua/?.lua;lua/?/init.lua;;' LUA_CPATH_5_4='build/5.4/?.so;;' lua5.4 " .. script)
+    local out = p:read("*a")
+    p:close()
+    os.remove(script)
+    return out
+  end
+
+  it("goes through HTTPS_PROXY and skips it for NO_PROXY hosts", function()
+    assert.equal("err network connect", run_child("HTTPS_PROXY=http://127.0.0.1:9"))
+    assert.equal("ok 200", run_child("HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=localhost"))
+  end)
+end)
+
 describe("requests", function()
   local cfg
   before_each(function() cfg = config { host = ws.url, token = creds.pat } end)
