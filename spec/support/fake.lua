@@ -23,7 +23,8 @@ M.CREDS = {
   workspace_id = "1234567890",
 }
 
-local NGINX = os.getenv("FAKE_NGINX") or "nginx"
+-- /usr/sbin is often not on a non-root user's PATH
+local NGINX = os.getenv("FAKE_NGINX") or (io.open("/usr/sbin/nginx", "rb") and "/usr/sbin/nginx") or "nginx"
 local MODULES = "/usr/lib/nginx/modules"
 
 -- ------------------------------------------------------------------ shell helpers

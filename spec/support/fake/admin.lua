@@ -94,11 +94,29 @@ handlers["GET counters"] = function()
   return common.json(200, { counters = out })
 end
 
+-- Decode a record written by app.lua: "<len>:<method><len>:<args><len>:<body><raw header block>".
+local function decode_last(path, rec)
+  local fields, pos = {}, 1
+  for i = 1, 3 do
+    local len, after = rec:match("^(%d+):()", pos)
+    len = tonumber(len)
+    fields[i] = rec:sub(after, after + len - 1)
+    pos = after + len
+  end
+  local headers = {}
+  for name, value in rec:sub(pos):gmatch("([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    name = name:lower()
+    value = value:gsub("[ \t]+$", "")
+    headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+  end
+  return { method = fields[1], path = path, query = fields[2], body = fields[3], headers = headers }
+end
+
 handlers["GET last"] = function()
   local path = ngx.req.get_uri_args().path
   local rec = type(path) == "string" and common.last:get(path)
   if not rec then return common.send(200, "{}") end
-  return common.send(200, '{"request":' .. rec .. "}")
+  return common.json(200, { request = decode_last(path, rec) })
 end
 
 function M.handle(name)

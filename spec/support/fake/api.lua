@@ -41,22 +41,31 @@ local USERS = {
   [PAT_USER]  = { id = "7000000000000001", displayName = "Fake User" },
 }
 
+local me_cache = {}   -- kind .. user -> encoded body (the benchmark's hot path)
+
+local function me_body(who)
+  local key = who.kind .. "\0" .. who.user
+  local body = me_cache[key]
+  if body then return body end
+  local info
+  if who.kind == "service_principal" then
+    info = { id = "7000000000000003", displayName = "Fake Service Principal" }
+  elseif who.user == common.config.username then
+    info = { id = "7000000000000002", displayName = "Fake Admin" }
+  else
+    info = USERS[who.user] or { id = "7000000000000009", displayName = who.user }
+  end
+  body = common.encode { id = info.id, userName = who.user, displayName = info.displayName, active = true,
+                         schemas = { "urn:ietf:params:scim:schemas:core:2.0:User" } }
+  me_cache[key] = body
+  return body
+end
+
 function M.me()
   local who, err = M.authenticate("workspace")
   if not who then return unauthenticated(err) end
-  local cfg = common.config
-  local info = USERS[who.user]
-  local body
-  if who.kind == "service_principal" then
-    body = { id = "7000000000000003", userName = who.user, displayName = "Fake Service Principal",
-             active = true, schemas = { "urn:ietf:params:scim:schemas:core:2.0:User" } }
-  else
-    if not info and who.user == cfg.username then info = { id = "7000000000000002", displayName = "Fake Admin" } end
-    info = info or { id = "7000000000000009", displayName = who.user }
-    body = { id = info.id, userName = who.user, displayName = info.displayName, active = true,
-             schemas = { "urn:ietf:params:scim:schemas:core:2.0:User" } }
-  end
-  return common.json(200, body, { ["X-Databricks-Org-Id"] = cfg.workspace_id })
+  return common.send(200, me_body(who), "application/json",
+    { ["X-Databricks-Org-Id"] = common.config.workspace_id })
 end
 
 function M.clusters_list()

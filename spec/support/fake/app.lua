@@ -148,16 +148,15 @@ end
 
 -- ------------------------------------------------------------------ request entry
 
+-- Hot path: no JSON here. The last request is stored as length-prefixed fields plus the raw
+-- header block, and decoded by admin.lua only when asked for (M.decode_last).
 local function record(method, uri)
-  common.counters:incr(method .. " " .. uri, 1, 0)
-  common.counters:incr("total", 1, 0)
-  common.last:set(uri, common.encode {
-    method = method,
-    path = uri,
-    query = ngx.var.args or "",
-    headers = common.headers(),
-    body = common.body(),
-  })
+  local counters = common.counters
+  counters:incr(method .. " " .. uri, 1, 0)
+  counters:incr("total", 1, 0)
+  local args, body = ngx.var.args or "", common.body()
+  common.last:set(uri, #method .. ":" .. method .. #args .. ":" .. args .. #body .. ":" .. body
+    .. ngx.req.raw_header(true))
 end
 
 local function handle()
