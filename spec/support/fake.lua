@@ -1,14 +1,40 @@
 -- Fake Databricks workspace for tests, the demo and benchmarks.
 --
 --   local fake = require "spec.support.fake"
---   local ws = fake.start{ workers = 1 }
---   ws.url, ws.account_url, ws.http_url, ws.port, ws.http_port, ws.resolve, ws.ca_file,
---   ws.other_ca_file, ws.dir, ws.creds
---   ws:reset(); ws:set{...}; ws:fault{...}; ws:counters(); ws:last(path); ws:stop()
+--   local ws = fake.start{ workers = 1 }   -- raises with nginx's error log excerpt on failure
+--
+-- Fields: ws.url ("https://localhost:<port>"), ws.account_url ("https://accounts.localhost:<port>",
+-- same server, chosen by Host), ws.http_url ("http://127.0.0.1:<port2>", same API over plain HTTP),
+-- ws.port, ws.http_port, ws.resolve (CURLOPT_RESOLVE entries for both names), ws.ca_file (CA of the
+-- server cert; SANs localhost, accounts.localhost, 127.0.0.1), ws.other_ca_file (unrelated CA),
+-- ws.dir (nginx prefix; logs/error.log), ws.pid (nginx master), ws.creds (see M.CREDS).
+--
+-- start options: workers (1), log_level ("warn"), keep_dir (keep ws.dir after stop; also env
+-- FAKE_KEEP_DIR), detach (not stopped when this Lua state closes or this process dies),
+-- watch = false (no watcher of this process inside nginx).
+--
+-- Methods:
+--   ws:reset()        settings to defaults, faults cleared, counters, tokens, last requests forgotten
+--   ws:set{...}       merge settings, returns the effective ones: metadata (true), discovery (true),
+--                     token_lifetime (3600 s; 0 = issued already expired), token_type ("Bearer")
+--   ws:fault{...}     path (exact, no query), method (any), status, retry_after (string), count
+--                     (1; -1 = until reset), delay (seconds before answering), kind:
+--                       "json" (default; {"error_code","message"} by status, default 500; error_code=
+--                       and message= override), "oauth" ({"error","error_description"}, default 400;
+--                       error= and error_description= override), "garbage" (non-JSON, 200 unless
+--                       status), "html" (HTML page with <pre>message</pre>, default 502),
+--                       "oversize" (200, `size` bytes, default 20 MiB, chunked: no Content-Length),
+--                       "close" (drop the connection, no response), "body" (`body` verbatim with
+--                       `content_type`, default 200), "pass" (only the delay, then the normal answer)
+--   ws:clear_faults() remove faults only
+--   ws:counters()     { ["METHOD /path"] = n, total = n }; admin calls not counted; zeros absent
+--   ws:last(path)     { method, path, query, headers (lowercased; repeats joined by ", "), body } | nil
+--   ws:stop()         graceful stop (QUIT, then TERM); idempotent; also done when the Lua state
+--                     closes, and by nginx itself within ~1 s if this process dies.
 --
 -- Runs Debian's nginx + ngx_lua from a temp prefix (handlers in spec/support/fake/). Works under
 -- Lua 5.4 and LuaJIT; needs only the nginx, openssl and curl binaries and lua-cjson. The admin
--- API (/__fake/...) is called over the plain-HTTP port with the curl CLI.
+-- API (/__fake/..., see fake/admin.lua) is called over the plain-HTTP port with the curl CLI.
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -88,19 +114,14 @@ end
 
 -- ------------------------------------------------------------------ process-wide setup
 
-local function urandom_seed()
-  local s
-  local f = io.open("/dev/urandom", "rb")
-  if f then s = f:read(6); f:close() end
-  local n = 0
-  if s then for i = 1, #s do n = n * 256 + s:byte(i) end end
-  return n + os.time()
-end
-
-local rng_seeded = false
+-- Random integer in [lo, hi] from /dev/urandom (leaves the global math.random state alone).
 local function random(lo, hi)
-  if not rng_seeded then math.randomseed(urandom_seed() % 2147483647); rng_seeded = true end
-  return math.random(lo, hi)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(4)
+  f:close()
+  local n = 0
+  for i = 1, #s do n = n * 256 + s:byte(i) end
+  return lo + n % (hi - lo + 1)
 end
 
 local ROOT          -- repository root (absolute), the directory that holds spec/
