@@ -17,8 +17,10 @@ end
 local function measure(name, cfg)
   assert(cfg:authenticate())
   local t0 = os.clock()
-  for _ = 1, N do cfg:authenticate() end
+  local sum = 0
+  for _ = 1, N do sum = sum + #cfg:authenticate().Authorization end
   local ns = (os.clock() - t0) / N * 1e9
+  assert(sum > 0)
   print(string.format("authenticate %-9s %-28s %7.0f ns/call", name,
     (type(jit) == "table" and jit.version or _VERSION), ns))
 end

@@ -20,7 +20,8 @@ headers, err = cfg:authenticate()
 if not headers then fail("authentication", err) end
 
 local tok = cfg:token()
-local lifetime = tok and tok.expiry and ("expires in " .. math.floor(tok.expiry - os.time()) .. " s") or "does not expire"
+local lifetime = "does not expire"
+if tok and tok.expiry then lifetime = "expires in " .. math.floor(tok.expiry - os.time()) .. " s" end
 print(("authenticated with %s on %s; the token %s"):format(cfg.auth_type, cfg.host, lifetime))
 
 local res
