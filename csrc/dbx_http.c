@@ -38,6 +38,16 @@ static int is_ows(char c) {
   return c == ' ' || c == '\t';
 }
 
+/* RFC 9110 5.5: CR, LF and NUL inside a field value are replaced with SP. */
+static int is_blank(char c) {
+  return is_ows(c) || c == '\r' || c == '\n' || c == '\0';
+}
+
+static void copy_value(char *dst, const char *src, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) dst[i] = (is_blank(src[i]) && src[i] != '\t') ? ' ' : src[i];
+}
+
 static unsigned char lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
@@ -88,7 +98,7 @@ static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val
   memcpy(o + sizeof n, &v, sizeof v);
   o += REC_HDR;
   for (i = 0; i < nlen; i++) o[i] = (char)lower((unsigned char)name[i]);
-  if (vlen) memcpy(o + nlen, val, vlen);
+  copy_value(o + nlen, val, vlen);
   b->len += REC_HDR + nlen + vlen;
   return 0;
 }
@@ -165,23 +175,25 @@ static long long parse_length(const char *s, size_t n) {
 }
 
 static void trim(const char **s, size_t *n) {
-  while (*n > 0 && is_ows((*s)[0])) { (*s)++; (*n)--; }
-  while (*n > 0 && is_ows((*s)[*n - 1])) (*n)--;
+  while (*n > 0 && is_blank((*s)[0])) { (*s)++; (*n)--; }
+  while (*n > 0 && is_blank((*s)[*n - 1])) (*n)--;
 }
 
 static dbx_http_code fold_into_last(dbx_headers *h, const char *s, size_t n) {
   uint32_t v;
+  size_t sep;
   char *vp;
   trim(&s, &n);
   if (h->count == 0 || n == 0) return DBX_HTTP_OK;
-  if (dbx_buf_reserve(&h->recs, n + 1) != 0) return DBX_HTTP_NOMEM;
+  memcpy(&v, h->recs.data + h->last + sizeof(uint32_t), sizeof v);
+  sep = v > 0;                     /* "Name:" + fold: the value must not start with a space */
+  if (dbx_buf_reserve(&h->recs, n + sep) != 0) return DBX_HTTP_NOMEM;
   /* the newest record is the last one in the buffer, so its value can grow in place */
   vp = h->recs.data + h->recs.len;
-  *vp = ' ';
-  memcpy(vp + 1, s, n);
-  h->recs.len += n + 1;
-  memcpy(&v, h->recs.data + h->last + sizeof(uint32_t), sizeof v);
-  v += (uint32_t)(n + 1);
+  if (sep) *vp = ' ';
+  copy_value(vp + sep, s, n);
+  h->recs.len += n + sep;
+  v += (uint32_t)(n + sep);
   memcpy(h->recs.data + h->last + sizeof(uint32_t), &v, sizeof v);
   return DBX_HTTP_OK;
 }
@@ -225,9 +237,11 @@ static int same_name(const rec *a, const rec *b) {
 
 /* Quadratic in the number of lines, which DBX_HTTP_MAX_HEADER_LINES bounds. */
 int dbx_headers_merge(const dbx_headers *h, dbx_buf *out) {
-  const char *base = h->recs.data, *end = base + h->recs.len, *p, *q;
+  const char *base = h->recs.data, *end, *p, *q;
   rec r, e;
-  for (p = base; p != NULL && rec_read(p, end, &r); p += r.size) {
+  if (base == NULL) return 0;      /* no header yet: NULL + 0 is not valid C */
+  end = base + h->recs.len;
+  for (p = base; rec_read(p, end, &r); p += r.size) {
     size_t at, vlen = r.vlen;
     uint32_t v;
     int seen = 0;

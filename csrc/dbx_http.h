@@ -56,7 +56,8 @@ void dbx_headers_reset(dbx_headers *h, size_t keep_max);
 /* Feeds one raw line as libcurl delivers it (line ending optional). A status line
  * ("HTTP/...") starts a new block, dropping earlier headers (1xx, proxy CONNECT).
  * Lines without a colon or with a non-token name are ignored; names are lower-cased;
- * values are trimmed; obs-fold continuation lines are appended with one space.
+ * values are trimmed, with CR, LF and NUL inside them replaced by SP (RFC 9110 5.5);
+ * obs-fold continuation lines are appended with one space.
  * Returns DBX_HTTP_OK, DBX_HTTP_TOO_LARGE (limits above) or DBX_HTTP_NOMEM. */
 dbx_http_code dbx_headers_feed(dbx_headers *h, const char *line, size_t len);
 /* Writes one record per distinct name into out (same packed format), repeated

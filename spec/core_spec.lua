@@ -496,7 +496,8 @@ http {
 local RAW = {
   hostile = "HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n"
     .. "HTTP/1.1 200 OK\r\nX-Final: 2\r\nX-Fold: a\r\n  folded   \r\nBad Name: x\r\n"
-    .. "X-Dup: 1\r\nx-dup: 2\r\nX-Empty:\r\nX-Spaces:  \t padded \t \r\nConnection: close\r\n\r\nbody",
+    .. "X-Dup: 1\r\nx-dup: 2\r\nX-Empty:\r\nX-Spaces:  \t padded \t \r\nX-Cr: a\rb\r\nX-Tab:\ta\tb\t\r\n"
+    .. "X-Empty-Fold:\r\n  later\r\nConnection: close\r\n\r\nbody",
   unsized = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" .. string.rep("u", 100000),
   toolong = "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\nxx",
   partial = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort",
@@ -732,6 +733,9 @@ describe("dbxauth.http against local servers", function()
     assert.equal("1, 2", res.headers["x-dup"])
     assert.equal("", res.headers["x-empty"])
     assert.equal("padded", res.headers["x-spaces"])
+    assert.equal("a b", res.headers["x-cr"])          -- RFC 9110 5.5: a bare CR becomes SP
+    assert.equal("a\tb", res.headers["x-tab"])
+    assert.equal("later", res.headers["x-empty-fold"])
     assert.is_nil(res.headers["bad name"])
   end)
 
