@@ -323,18 +323,30 @@ static dbx_http_code add_headers(lua_State *L, dbx_http *h, int idx) {
   return code;
 }
 
-static void add_resolve(lua_State *L, dbx_http *h) {
+/* Stack index of the resolve list, or 0. Raw access from here on: no Lua code runs. */
+static int check_resolve(lua_State *L) {
   int idx, i, n;
   lua_getfield(L, REQ, "resolve");
   idx = lua_gettop(L);
-  if (lua_isnil(L, idx)) return;
+  if (lua_isnil(L, idx)) return 0;
   if (!lua_istable(L, idx)) field_error(L, "resolve", "must be a list of strings");
+  n = (int)lua_rawlen(L, idx);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_type(L, -1) != LUA_TSTRING) field_error(L, "resolve", "must be a list of strings");
+    lua_pop(L, 1);
+  }
+  return idx;
+}
+
+static void add_resolve(lua_State *L, dbx_http *h, int idx) {
+  int i, n;
+  if (idx == 0) return;
   n = (int)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *s;
     lua_rawgeti(L, idx, i);
-    if (lua_type(L, -1) != LUA_TSTRING) field_error(L, "resolve", "must be a list of strings");
     s = lua_tolstring(L, -1, &len);
     if (dbx_http_add_resolve(h, s, len) != 0)
       field_error(L, "resolve", "entries must look like \"host:port:address\"");
@@ -366,18 +378,19 @@ static void push_response(lua_State *L, const dbx_http_resp *r) {
 }
 
 static int http_request(lua_State *L) {
-  dbx_http *h = check_open(L);
+  dbx_http *h;
   dbx_http_req r;
   dbx_http_resp resp;
   dbx_http_code code;
-  int headers;
+  int headers, resolve;
 
+  (void)check_open(L);
   luaL_checktype(L, REQ, LUA_TTABLE);
   lua_settop(L, REQ);
   luaL_checkstack(L, 24, "dbxauth.http request");
   memset(&r, 0, sizeof r);
-  dbx_http_begin(h);
 
+  /* lua_getfield may run __index metamethods, i.e. any Lua code */
   r.method = opt_string(L, "method", &r.method_len);
   r.url = opt_string(L, "url", &r.url_len);
   if (r.url == NULL) field_error(L, "url", "is required");
@@ -394,8 +407,12 @@ static int http_request(lua_State *L) {
   r.ca_path = opt_path(L, "ca_path");
   r.skip_verify = opt_boolean(L, "skip_verify");
   headers = check_headers(L);
-  add_resolve(L, h);
+  resolve = check_resolve(L);
 
+  /* ...including code that closed this handle: look again, then touch it. */
+  h = check_open(L);
+  dbx_http_begin(h);
+  add_resolve(L, h, resolve);
   /* From here on nothing raises until perform has returned. */
   code = add_headers(L, h, headers);
   if (code == DBX_HTTP_OK) code = dbx_http_perform(h, &r, &resp);

@@ -325,6 +325,14 @@ describe("dbxauth.http handle", function()
     h:close()
   end)
 
+  it("survives a request table whose metamethods close the handle", function()
+    local h = core.http()
+    local req = setmetatable({ url = "http://127.0.0.1:1/" }, { __index = function() h:close() end })
+    local ok, err = pcall(h.request, h, req)
+    assert.is_false(ok)
+    assert.matches("closed dbxauth.http handle", err, 1, true)
+  end)
+
   it("rejects CR, LF and NUL in header values without echoing the value", function()
     local h = core.http()
     for _, v in ipairs { "secret\r\nX-Injected: 1", "secret\nx", "secret\r", "secret\0x" } do
