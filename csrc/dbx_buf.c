@@ -23,11 +23,11 @@ int dbx_buf_reserve(dbx_buf *b, size_t extra) {
   if (extra > SIZE_MAX - b->len) return -1;
   need = b->len + extra;
   if (need <= b->cap) return 0;
-  cap = b->cap ? b->cap : DBX_BUF_MIN;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) { cap = need; break; }
-    cap *= 2;
-  }
+  /* doubling keeps appends amortised O(1); a big jump (a Content-Length hint)
+   * gets exactly what it asked for instead of up to twice that */
+  cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
+  if (cap < need) cap = need;
+  if (cap < DBX_BUF_MIN) cap = DBX_BUF_MIN;
   p = realloc(b->data, cap);
   if (p == NULL) return -1;
   b->data = p;
