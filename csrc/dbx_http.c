@@ -609,6 +609,7 @@ dbx_http_code dbx_http_perform(dbx_http *h, const dbx_http_req *r, dbx_http_resp
   }
 
   /* libcurl wants a NUL-terminated URL and keeps the pointer: the handle owns the copy. */
+  h->url.len = 0;
   if (dbx_buf_append(&h->url, r->url, r->url_len) != 0 || dbx_buf_append(&h->url, "", 1) != 0)
     return fail(h, DBX_HTTP_NOMEM, "out of memory");
   url = h->url.data;

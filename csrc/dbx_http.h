@@ -81,7 +81,8 @@ int dbx_http_is_token(const char *s, size_t n);
 typedef struct dbx_http dbx_http;
 
 typedef struct dbx_http_req {
-  const char *method;       /* NULL: GET. Uppercase A-Z only. Not NUL-terminated. */
+  const char *method;       /* NULL: GET. Uppercase A-Z only, not NUL-terminated.
+                             * HEAD is sent as a real HEAD (no body read, body ignored). */
   size_t      method_len;
   const char *url;          /* http:// or https:// */
   size_t      url_len;
