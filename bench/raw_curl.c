@@ -2,7 +2,9 @@
  * (one keep-alive connection), bodies discarded. What dbxauth.core's client is
  * compared against, so it sets the same transport options and nothing more.
  *
- *   raw_curl URL CAFILE N "Header: value"
+ *   raw_curl URL CAFILE N "Header: value" ["Header: value" ...]
+ *
+ * Pass the headers dbxauth sends, so both put the same request on the wire.
  *
  * CAFILE "" uses libcurl's default CA store. Exits non-zero on any failure or
  * non-200 status. */
@@ -24,15 +26,17 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int run(CURL *c, const char *url, const char *cafile, long n, const char *header) {
+static int run(CURL *c, const char *url, const char *cafile, long n, char **headers, int nheaders) {
   struct curl_slist *hdrs = NULL, *tmp;
   char errbuf[CURL_ERROR_SIZE];
   double t0, dt;
   long i;
-  int rc = 1;
+  int rc = 1, k;
 
-  if ((tmp = curl_slist_append(hdrs, header)) == NULL) goto out;
-  hdrs = tmp;
+  for (k = 0; k < nheaders; k++) {
+    if ((tmp = curl_slist_append(hdrs, headers[k])) == NULL) goto out;
+    hdrs = tmp;
+  }
   if ((tmp = curl_slist_append(hdrs, "Expect:")) == NULL) goto out;
   hdrs = tmp;
 
@@ -75,8 +79,8 @@ int main(int argc, char **argv) {
   long n;
   int rc;
 
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s URL CAFILE N \"Header: value\"\n", argv[0]);
+  if (argc < 5) {
+    fprintf(stderr, "usage: %s URL CAFILE N \"Header: value\" [\"Header: value\" ...]\n", argv[0]);
     return 2;
   }
   n = strtol(argv[3], &end, 10);
@@ -88,7 +92,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "raw_curl: cannot initialise libcurl\n");
     return 1;
   }
-  rc = run(c, argv[1], argv[2], n, argv[4]);
+  rc = run(c, argv[1], argv[2], n, argv + 4, argc - 4);
   curl_easy_cleanup(c);
   curl_global_cleanup();
   return rc;

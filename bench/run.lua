@@ -33,8 +33,11 @@ local ok, err = pcall(function()
   -- cores, so any one run can be slowed by the other's scheduling.
   local function rate(out) return tonumber(out:match("= ([%d.]+) req/s")) end
   local runs = {
+    -- the baseline sends exactly the headers cfg:request sends
     { "raw libcurl (C)", "build/bench/raw_curl " .. q(url) .. " " .. q(ws.ca_file) .. " " .. N .. " "
-      .. q("Authorization: Bearer " .. pat) },
+      .. q("Authorization: Bearer " .. pat) .. " " .. q("Accept: application/json") .. " "
+      .. q("User-Agent: " .. require("dbxauth.useragent").build(dbxauth.VERSION, "pat", os.getenv)) .. " "
+      .. q("X-Databricks-Workspace-Id: " .. ws.creds.workspace_id) },
     { "cfg:request lua5.4", PATHS54 .. "lua5.4 bench/requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file) .. " "
       .. q(pat) .. " " .. N },
     { "cfg:request luajit", PATHSJIT .. "luajit bench/requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file) .. " "

@@ -338,8 +338,15 @@ void dbx_http_begin(dbx_http *h) {
   h->msg[0] = '\0';
 }
 
+/* After a request the handle must not point at memory that is about to go: the header and
+ * resolve lists are freed here and the body belongs to a Lua string. Clearing those three is
+ * enough; the full reset happens once, in dbx_http_begin. */
 void dbx_http_end(dbx_http *h) {
-  dbx_http_begin(h);
+  curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+  curl_easy_setopt(h->curl, CURLOPT_RESOLVE, (struct curl_slist *)NULL);
+  curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, (char *)NULL);
+  free_request_state(h);
+  h->msg[0] = '\0';
 }
 
 static int append_line(struct curl_slist **list, const char *s) {
