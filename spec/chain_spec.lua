@@ -4,6 +4,7 @@
 local dbxauth = require "dbxauth"
 local fake_transport = require "spec.support.fake_transport"
 local cases = require "spec.fixtures.conformance"
+local files = require "spec.support.files"
 
 local cjson = require "cjson"
 local UNSET = "<unset>"
@@ -24,29 +25,9 @@ local function transport(metadata)
   }
 end
 
-local function home_with(text)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
-  local path = dir .. "/.databrickscfg"
-  if text then
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-  end
-  return dir, path
-end
-
-local function write(path, text)
-  assert(os.execute("mkdir -p '" .. path:match("^(.*)/") .. "'"))
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
 local function run(case)
-  local home, path = home_with(case.file)
-  for rel, text in pairs(case.profile_files or {}) do write(home .. "/" .. rel, text) end
+  local home, path = files.home(case.file)
+  for rel, text in pairs(case.profile_files or {}) do files.write(home .. "/" .. rel, text) end
   local env = {}
   for k, v in pairs(case.env or {}) do env[k] = (v:gsub("<HOME>", home)) end
   local opts = { transport = transport(case.metadata) }

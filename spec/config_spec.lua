@@ -13,20 +13,11 @@ local function env_of(t)
   return function(name) return t[name] end
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(text))
-  f:close()
-end
-
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local files = require "spec.support.files"
+local write = files.write
 
 -- One home directory for the whole file; each case writes its files and removes them after.
-local HOME = os.tmpname()
-os.remove(HOME)
-assert(os.execute("mkdir -p " .. shell_quote(HOME)))
+local HOME = files.tmpdir()
 
 local function write_case_files(case)
   local written = {}
@@ -118,7 +109,7 @@ describe("conformance cases", function()
     end)
   end
 
-  teardown(function() os.execute("rm -rf " .. shell_quote(HOME)) end)
+  teardown(function() os.execute("rm -rf " .. files.q(HOME)) end)
 end)
 
 describe("config.check_options", function()

@@ -418,19 +418,8 @@ local function capture(cmd)
   return out
 end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local files = require "spec.support.files"
+local write, read = files.write, files.read
 
 local function pick_port()
   local b1, b2 = core.random(2):byte(1, 2)

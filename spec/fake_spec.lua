@@ -5,15 +5,8 @@ local cjson = require "cjson.safe"
 
 local ws, tmp
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local files = require "spec.support.files"
+local read, q = files.read, files.q
 
 -- curl{ path = "/x" | url = "https://...", host = "ws"|"account"|"http", method, headers = {..},
 --       data = "raw body", user = "id:secret", bearer = "tok", cacert = file|false, args = "extra" }

@@ -43,17 +43,7 @@ local function secret(s)
   return s
 end
 
-local function tmp_home(text)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  if text then
-    local f = assert(io.open(dir .. "/.databrickscfg", "w"))
-    f:write(text)
-    f:close()
-  end
-  return dir
-end
+local tmp_home = require("spec.support.files").home
 
 setup(function()
   ws = fake.start()

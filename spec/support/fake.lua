@@ -36,6 +36,7 @@
 -- Lua 5.4 and LuaJIT; needs only the nginx, openssl and curl binaries and lua-cjson. The admin
 -- API (/__fake/..., see fake/admin.lua) is called over the plain-HTTP port with the curl CLI.
 local cjson = require "cjson.safe"
+local files = require "spec.support.files"
 
 local M = {}
 
@@ -55,9 +56,7 @@ local MODULES = "/usr/lib/nginx/modules"
 
 -- ------------------------------------------------------------------ shell helpers
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = files.q
 
 -- Run a shell command; returns its stdout+stderr and exit status (works in 5.1 and 5.4,
 -- whose popen():close() results differ).
@@ -75,19 +74,7 @@ local function must(cmd, what)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
+local read_file, write_file = files.read, files.write
 
 local function tail(path, n)
   local s = read_file(path)
