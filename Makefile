@@ -24,7 +24,7 @@ BUSTED     ?= /usr/bin/busted
 DEBS := lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-cjson-dev luarocks \
         lua-busted lua-check libcurl4-openssl-dev libssl-dev pkg-config make gcc libc6-dev \
         openssl ca-certificates nginx libnginx-mod-http-ndk libnginx-mod-http-lua \
-        lua-resty-core lua-resty-lrucache
+        lua-resty-core lua-resty-lrucache curl wrk
 
 CORE_SRC := $(wildcard csrc/*.c)
 CORE_HDR := $(wildcard csrc/*.h)

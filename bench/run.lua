@@ -56,6 +56,10 @@ local ok, err = pcall(function()
   print(string.format("ratio cfg:request / raw libcurl: lua5.4 %.2f, luajit %.2f",
     best[2] / best[1], best[3] / best[1]))
 
+  print("== fake workspace throughput (goal > 20000 req/s; wrk, 16 connections, TLS keep-alive)")
+  local wrk = sh("wrk -t1 -c16 -d3s -H " .. q("Authorization: Bearer " .. pat) .. " " .. q(url))
+  print(string.format("fake workspace: %s req/s (1 nginx worker)", wrk:match("Requests/sec:%s*([%d.]+)") or "?"))
+
   print("== resident memory (goal: growth < 1024 KiB)")
   io.write(sh(PATHS54 .. "lua5.4 bench/requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file) .. " "
     .. q(pat) .. " 0 memory"))

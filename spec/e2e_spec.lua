@@ -140,6 +140,26 @@ describe("OAuth M2M", function()
     assert.equal(2, c["POST /oidc/v1/token"])
   end)
 
+  it("falls back to the classic endpoints when discovery fails", function()
+    ws:set { metadata = false }
+    ws:fault { path = "/oidc/.well-known/oauth-authorization-server", status = 500 }
+    local cfg = m2m()
+    assert.equal(creds.client_id, me(cfg).userName)
+    assert.equal(1, ws:counters()["POST /oidc/v1/token"])
+  end)
+
+  it("fetches an explicit discovery_url, account form included", function()
+    ws:set { metadata = false }
+    local A = creds.account_id
+    local cfg = m2m { host = ws.account_url, account_id = A,
+      discovery_url = ws.account_url .. "/oidc/accounts/" .. A .. "/.well-known/oauth-authorization-server",
+      transport = curl.new { ca_file = ws.ca_file, resolve = ws.resolve } }
+    assert(cfg:request { path = "/api/2.0/accounts/" .. A .. "/workspaces" })
+    local c = ws:counters()
+    assert.equal(1, c["GET /oidc/accounts/" .. A .. "/.well-known/oauth-authorization-server"])
+    assert.equal(1, c["POST /oidc/accounts/" .. A .. "/v1/token"])
+  end)
+
   it("says so when the host serves no OAuth", function()
     ws:set { metadata = false, discovery = false }
     local _, err = m2m():authenticate()
@@ -220,6 +240,15 @@ describe("TLS", function()
     assert.matches("ca_file", err.hint)
     assert.is_true(os.time() - t0 <= 2)
     assert.equal(0, ws:counters().total or 0)
+  end)
+
+  it("takes the CA bundle from SSL_CERT_FILE", function()
+    local cfg = assert(dbxauth.config({ host = ws.url, token = creds.pat },
+      ctx { env = { SSL_CERT_FILE = ws.ca_file } }))
+    assert.equal("user@example.com", me(cfg).userName)
+    cfg = assert(dbxauth.config({ host = ws.url, token = creds.pat }, ctx()))
+    local _, err = cfg:request { path = "/api/2.0/preview/scim/v2/Me" }
+    assert.equal("tls", err.code)   -- the system store does not know the fake's CA
   end)
 
   it("connects with skip_verify only when asked", function()
