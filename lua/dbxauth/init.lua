@@ -103,8 +103,7 @@ function methods:_get_transport()
   local t = self._transport
   if t then return t end
   local v = self._state.values
-  local curl = require "dbxauth.transport.curl"
-  t = curl.new {
+  t = require("dbxauth.transport").default {
     ca_file = v.ca_file or self._getenv("SSL_CERT_FILE"),
     skip_verify = v.skip_verify,
     max_body = v.max_response_bytes,
