@@ -377,12 +377,12 @@ end
 local REQUEST_KEYS = { method = "string", path = "string", query = "table", headers = "table",
   json = true, body = "string", timeout = "number", retry = "boolean" }
 
-local function check_request(r)
+local function check_request(r, extra_keys)
   if type(r) ~= "table" then
     return "table expected, got " .. type(r)
   end
   for k, v in pairs(r) do
-    local want = REQUEST_KEYS[k]
+    local want = REQUEST_KEYS[k] or (extra_keys and extra_keys[k])
     if not want then return 'unknown request field "' .. tostring(k) .. '"' end
     if want ~= true and type(v) ~= want then
       return 'request field "' .. k .. '" must be a ' .. want .. ", got " .. type(v)
@@ -393,49 +393,73 @@ local function check_request(r)
   return nil
 end
 
--- r = { method, path, query, headers, json | body, timeout, retry } -> response | nil, err
-function methods:request(r)
-  local bad = check_request(r)
-  if bad then error("bad argument #1 to 'request' (" .. bad .. ")", 2) end
+-- Encode r.json (raising for values JSON cannot hold: a programming error) or take r.body.
+local function request_body(r, headers, level)
+  if r.json == nil then return r.body end
+  local encoded, jerr = cjson.encode(r.json)
+  if not encoded then error("bad argument #1 to 'request' (json: " .. tostring(jerr) .. ")", level + 1) end
+  headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  return encoded
+end
+
+-- Check a request table as the public methods take it; raises for programming errors.
+function methods:_check_request(r, name, extra_keys)
+  local bad = check_request(r, extra_keys)
+  if bad then error("bad argument #1 to '" .. name .. "' (" .. bad .. ")", 3) end
+end
+
+-- Send r (path, query, headers, json|body, method, timeout, retry) to base .. r.path with the
+-- given Authorization value. Returns the response whatever its status, or nil, err.
+function methods:_api_call(base, r, authorization, extra)
   if r.path:sub(1, 1) ~= "/" then
     return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
   end
-  local auth, err = self:authenticate()
-  if not auth then return nil, err end
   local headers = { Accept = "application/json" }
   for k, v in pairs(r.headers or {}) do
     local hbad = check_header(k, v)
     if hbad then return nil, errors.new("invalid_header", hbad) end
     headers[k] = v
   end
-  headers.Authorization = auth.Authorization
+  for k, v in pairs(extra or {}) do
+    if headers[k] == nil then headers[k] = v end
+  end
+  headers.Authorization = authorization
   headers["User-Agent"] = headers["User-Agent"] or self:_user_agent()
-  local v = self._state.values
-  if v.workspace_id and not self:is_account() and not headers["X-Databricks-Workspace-Id"] then
-    headers["X-Databricks-Workspace-Id"] = v.workspace_id
-  end
-  local body = r.body
-  if r.json ~= nil then
-    local encoded, jerr = cjson.encode(r.json)
-    if not encoded then error("bad argument #1 to 'request' (json: " .. tostring(jerr) .. ")", 2) end
-    body = encoded
-    headers["Content-Type"] = headers["Content-Type"] or "application/json"
-  end
-  local url = v.host .. r.path
+  local body = request_body(r, headers, 3)
+  local url = base .. r.path
   if r.query and next(r.query) then
     url = url .. (r.path:find("?", 1, true) and "&" or "?") .. encode_query(r.query)
   end
   local req = { method = (r.method or "GET"):upper(), url = url, headers = headers, body = body,
                 timeout = self:_timeout(r.timeout) }
-  local res
-  res, err = http.send(self:_get_transport(), req,
+  local res, err = http.send(self:_get_transport(), req,
     { kind = "api", retry = r.retry, budget = self:_retry_budget("api") })
   if not res then return nil, err end
-  setmetatable(res, Response)
-  if res.status >= 200 and res.status <= 299 then return res end
-  err = apierror.from_response(res, { response = res, method = req.method, path = r.path })
+  return setmetatable(res, Response)
+end
+
+-- The error for a non-2xx response (kept as err.response).
+function methods:_status_error(res, method, path)
+  local err = apierror.from_response(res, { response = res, method = method, path = path })
   if res.gave_up then err.message = err.message .. " (" .. res.gave_up .. ")" end
-  return nil, err
+  return err
+end
+
+-- r = { method, path, query, headers, json | body, timeout, retry } -> response | nil, err
+function methods:request(r)
+  self:_check_request(r, "request")
+  local auth, err = self:authenticate()
+  if not auth then return nil, err end
+  local v = self._state.values
+  local extra
+  if v.workspace_id and not self:is_account() then
+    extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
+  end
+  local res
+  res, err = self:_api_call(v.host, r, auth.Authorization, extra)
+  if not res then return nil, err end
+  if res.status >= 200 and res.status <= 299 then return res end
+  return nil, self:_status_error(res, (r.method or "GET"):upper(), r.path)
 end
 
 ---------------------------------------------------------------------------------------------
