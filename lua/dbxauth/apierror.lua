@@ -84,6 +84,9 @@ local function from_json(doc)
     local msg = doc.scimType and (tostring(doc.scimType) .. " " .. detail) or detail
     return { error_code = "SCIM_" .. (str(doc.status) or ""), message = msg }
   end
+  if type(doc.error) == "string" and type(doc.message) == "string" then
+    return { error_code = doc.error, message = doc.message }
+  end
   if type(doc.error) == "string" then
     local desc = str(doc.error_description) or str(doc.errorSummary)
     if desc then

@@ -569,6 +569,20 @@ function _M.with_suffix(message, state)
   return m .. _M.debug_suffix(state)
 end
 
+-- Scopes given anywhere else in the API (a list or a string), by the same D18 rules;
+-- all-apis when nothing is left.
+function _M.parse_scopes(v)
+  local list
+  if type(v) == "string" then
+    list = parse_scopes(v)
+  elseif type(v) == "table" then
+    local items = {}
+    for _, item in ipairs(v) do items[#items + 1] = tostring(item) end
+    list = normalise_scopes(items)
+  end
+  return list or { DEFAULT_SCOPES[1] }
+end
+
 -- Effective OAuth scopes: the configured list (sorted, unique) or all-apis.
 function _M.scopes(state)
   local s = state and state.values.scopes

@@ -462,6 +462,8 @@ function methods:request(r)
   return nil, self:_status_error(res, (r.method or "GET"):upper(), r.path)
 end
 
+require("dbxauth.apps").install(methods)
+
 ---------------------------------------------------------------------------------------------
 -- Printing: attribute values with secrets masked.
 

@@ -122,6 +122,32 @@ function _M.client_credentials_request(p)
   }
 end
 
+_M.TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+_M.TYPE_PAT = "urn:databricks:params:oauth:token-type:personal-access-token"
+_M.TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+_M.TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+
+-- RFC 8693 token exchange (notes §6.6). p = { token_endpoint, subject_token,
+-- subject_token_type, scopes, audience?, client_id?, requested_token_type? }. No client
+-- authentication: the subject token is the credential.
+function _M.token_exchange_request(p)
+  local fields = {
+    grant_type = _M.TOKEN_EXCHANGE,
+    subject_token = p.subject_token,
+    subject_token_type = p.subject_token_type,
+    scope = _M.scope_string(p.scopes),
+    audience = p.audience,
+    client_id = p.client_id,
+    requested_token_type = p.requested_token_type,
+  }
+  return {
+    method = "POST",
+    url = p.token_endpoint,
+    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
+    body = _M.form(fields),
+  }
+end
+
 -- The `exp` claim of a JWT access token, used when the response has no expires_in (D14).
 function _M.jwt_expiry(token)
   local payload = token:match("^[%w_-]+%.([%w_-]+)%.[%w_-]*$")

@@ -4,10 +4,15 @@
 -- adding an auth type is one file plus one row here.
 local _M = {}
 
+local oidc = require "dbxauth.providers.oidc"
+
 _M.CHAIN = {
   require "dbxauth.providers.pat",
   require "dbxauth.providers.basic",
-  (require "dbxauth.providers.oauth_m2m"),  -- parenthesised: require returns two values in 5.4
+  require "dbxauth.providers.oauth_m2m",
+  oidc.github,
+  oidc.env,
+  oidc.file,
 }
 
 _M.BY_NAME = {}

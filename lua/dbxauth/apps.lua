@@ -1,0 +1,282 @@
+-- Databricks Apps (seeds 000-002, notes §10, decision D22): look an app up, get a token the
+-- app accepts, and call it.
+--   cfg:app(name)              GET /api/2.0/apps/{name}, cached for a short time
+--   cfg:exchange{audience, scopes}  RFC 8693 exchange of the configuration's own token
+--   cfg:app_token{app|audience, scopes}  the token app_request would send
+--   cfg:app_request{app|url, path, ...}  the call itself, errors mapped to the docs' advice
+local config = require "dbxauth.config"
+local errors = require "dbxauth.errors"
+local oauth = require "dbxauth.oauth"
+local tokensource = require "dbxauth.tokensource"
+
+local _M = {}
+
+local APP_TTL = 60
+local APP_NAME = "^[a-z0-9][a-z0-9-]*$"
+
+-- Credentials whose tokens are Databricks OAuth tokens for the whole workspace: their
+-- all-apis scope satisfies any app, so they are sent as they are.
+local OAUTH_TYPES = {
+  ["oauth-m2m"] = true, ["external-browser"] = true, ["databricks-cli"] = true,
+  ["env-oidc"] = true, ["file-oidc"] = true, ["github-oidc"] = true, ["metadata-service"] = true,
+}
+
+local HINTS = {
+  unauthenticated = "the app rejected the token: check that it is valid and not expired "
+    .. "(`databricks auth token --profile <profile>`), that the profile is set up (`databricks auth login`), "
+    .. "and that the token's scopes include every user-authorization scope of the app",
+  permission_denied = "the caller needs CAN USE permission on the app; insufficient OAuth scopes "
+    .. "can also cause a 403",
+  not_found = "check the app name or URL and the workspace URL, that the app is deployed and running, "
+    .. "and that the endpoint path exists in the app",
+  network = "check that outbound HTTPS is allowed, that *.databricksapps.com is reachable from this "
+    .. "network, and the proxy settings (HTTPS_PROXY, NO_PROXY)",
+}
+
+local function fail(code, message, fields)
+  return nil, errors.new(code, message, fields)
+end
+
+local function string_list(v)
+  if type(v) ~= "table" then return nil end
+  local out = {}
+  for _, s in ipairs(v) do
+    if type(s) == "string" then out[#out + 1] = s end
+  end
+  table.sort(out)
+  return out
+end
+
+local function status_of(v)
+  return type(v) == "table" and type(v.state) == "string" and v.state or nil,
+    type(v) == "table" and type(v.message) == "string" and v.message or nil
+end
+
+-- The fields dbxauth relies on, checked: the Apps API's answer is outside input.
+local function app_from(doc, name)
+  if type(doc) ~= "table" then
+    return fail("invalid_response", "the Apps API answered with something other than an app for " .. name)
+  end
+  local url = doc.url
+  if type(url) ~= "string" or url == "" then
+    return fail("invalid_response", "the Apps API returned no url for app " .. name, {
+      hint = "the app may not be deployed yet: deploy it, or call it by url = ...",
+    })
+  end
+  if not url:match("^https://[^/?#]+") then
+    return fail("invalid_response", "the Apps API returned a non-https url for app " .. name
+      .. " (" .. url:sub(1, 80) .. "); refusing to send a token to it")
+  end
+  local state, message = status_of(doc.app_status)
+  local compute = status_of(doc.compute_status)
+  return {
+    name = type(doc.name) == "string" and doc.name or name,
+    id = doc.id,
+    url = url:match("^(https://[^/?#]+)"),
+    oauth2_app_client_id = type(doc.oauth2_app_client_id) == "string" and doc.oauth2_app_client_id or nil,
+    oauth2_app_integration_id = type(doc.oauth2_app_integration_id) == "string"
+      and doc.oauth2_app_integration_id or nil,
+    user_api_scopes = string_list(doc.user_api_scopes),
+    effective_user_api_scopes = string_list(doc.effective_user_api_scopes),
+    state = state,
+    state_message = message,
+    compute_state = compute,
+  }
+end
+
+local function running(app)
+  return (app.state == nil or app.state == "RUNNING")
+    and (app.compute_state == nil or app.compute_state == "ACTIVE")
+end
+
+local function scope_key(scopes)
+  return table.concat(scopes, " ")
+end
+
+-- Missing scopes of `have` against `need` (all-apis covers everything); nil when satisfied.
+function _M.missing_scopes(have, need)
+  local set = {}
+  for _, s in ipairs(have) do set[s] = true end
+  if set["all-apis"] then return nil end
+  local missing = {}
+  for _, s in ipairs(need) do
+    if not set[s] then missing[#missing + 1] = s end
+  end
+  if #missing == 0 then return nil end
+  return missing
+end
+
+function _M.install(methods)
+  function methods:app(name)
+    if type(name) ~= "string" then
+      error("bad argument #1 to 'app' (string expected, got " .. type(name) .. ")", 2)
+    end
+    if not name:match(APP_NAME) then
+      return fail("invalid_request", 'invalid app name "' .. name:sub(1, 80)
+        .. '": app names are lowercase letters, digits and dashes')
+    end
+    local cache = rawget(self, "_apps")
+    if not cache then cache = {}; rawset(self, "_apps", cache) end
+    local hit = cache[name]
+    local now = self:_now()
+    if hit and now - hit.at < APP_TTL then return hit.app end
+    local res, err = self:request { path = "/api/2.0/apps/" .. name }
+    if not res then
+      if err.code == "not_found" then
+        err.hint = "no app named " .. name .. " in " .. tostring(self:get("host"))
+          .. ": check the app name and that host is the app's workspace"
+      end
+      return nil, err
+    end
+    local doc, jerr = res:json()
+    if doc == nil then return nil, jerr end
+    local app
+    app, err = app_from(doc, name)
+    if not app then return nil, err end
+    cache[name] = { app = app, at = now }
+    return app
+  end
+
+  -- Exchange the configuration's own token (decision D22): a PAT or notebook token as such,
+  -- an OAuth token as a JWT. Tokens are cached per (audience, scopes) and refreshed ahead.
+  function methods:exchange(p)
+    if p ~= nil and type(p) ~= "table" then
+      error("bad argument #1 to 'exchange' (table expected, got " .. type(p) .. ")", 2)
+    end
+    p = p or {}
+    if p.audience ~= nil and type(p.audience) ~= "string" then
+      error("bad argument #1 to 'exchange' (audience must be a string)", 2)
+    end
+    local scopes = config.parse_scopes(p.scopes)
+    local key = (p.audience or "") .. "\n" .. scope_key(scopes)
+    local sources = rawget(self, "_exchanges")
+    if not sources then sources = {}; rawset(self, "_exchanges", sources) end
+    local source = sources[key]
+    if not source then
+      source = tokensource.new {
+        now = function() return self:_now() end,
+        fetch = function() return self:_exchange_once(p.audience, scopes) end,
+      }
+      sources[key] = source
+    end
+    return source:token()
+  end
+
+  function methods:_exchange_once(audience, scopes)
+    local creds, err = self:_credentials()
+    if not creds then return nil, err end
+    local subject
+    subject, err = creds.token()
+    if not subject then return nil, err end
+    local ep
+    ep, err = self:_oidc_endpoints()
+    if not ep then return nil, err end
+    local req = oauth.token_exchange_request {
+      token_endpoint = ep.token_endpoint,
+      subject_token = subject.access_token,
+      subject_token_type = self:get("auth_type") == "pat" and oauth.TYPE_PAT or oauth.TYPE_JWT,
+      requested_token_type = oauth.TYPE_ACCESS_TOKEN,
+      scopes = scopes,
+      audience = audience,
+    }
+    return self:_token_call(req, "token exchange")
+  end
+
+  -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
+  -- app's audience, or exactly the requested scopes when `scopes` is given.
+  function methods:app_token(p)
+    if type(p) ~= "table" then
+      error("bad argument #1 to 'app_token' (table expected, got " .. type(p) .. ")", 2)
+    end
+    local audience = p.audience
+    local app, err
+    if p.app ~= nil then
+      app, err = self:app(p.app)
+      if not app then return nil, err end
+      audience = audience or app.oauth2_app_client_id
+    end
+    local creds
+    creds, err = self:_credentials()
+    if not creds then return nil, err end
+    local kind = self:get("auth_type")
+    if p.scopes == nil and OAUTH_TYPES[kind] then
+      return creds.token()
+    end
+    if kind == "basic" then
+      return fail("unsupported", "Databricks Apps accept OAuth tokens only; basic auth cannot call an app", {
+        hint = "use OAuth (client_id/client_secret or `databricks auth login`) or a personal access token",
+      })
+    end
+    if not audience and kind == "pat" then
+      return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
+        .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
+    end
+    if app and not audience then
+      return fail("invalid_response", "the Apps API returned no oauth2_app_client_id for app " .. app.name
+        .. ", so a token cannot be exchanged for it")
+    end
+    return self:exchange { audience = audience, scopes = p.scopes }
+  end
+
+  local EXTRA = { app = "string", url = "string", scopes = true, audience = "string" }
+
+  function methods:app_request(r)
+    self:_check_request(r, "app_request", EXTRA)
+    if (r.app == nil) == (r.url == nil) then
+      error("bad argument #1 to 'app_request' (give app = <name> or url = <https url>)", 2)
+    end
+    local app, base, err
+    if r.app then
+      app, err = self:app(r.app)
+      if not app then return nil, err end
+      if not running(app) then
+        return fail("app_not_running", "app " .. app.name .. " is not running (state "
+          .. tostring(app.state or "?") .. ", compute " .. tostring(app.compute_state or "?")
+          .. (app.state_message and ("): " .. app.state_message) or ")"), {
+          hint = "start the app (databricks apps start " .. app.name .. ") and wait until it is RUNNING",
+        })
+      end
+      base = app.url
+    else
+      base = r.url:match("^(https://[^/?#]+)/?$")
+      if not base then
+        return fail("invalid_request", "app url must be https://<host> (got " .. r.url:sub(1, 80) .. ")")
+      end
+    end
+    local tok
+    tok, err = self:app_token { app = r.app, audience = r.audience, scopes = r.scopes }
+    if not tok then return nil, err end
+    local need = app and app.effective_user_api_scopes
+    local missing = need and #need > 0 and tok.scopes and #tok.scopes > 0 and _M.missing_scopes(tok.scopes, need)
+    if missing then
+      return fail("insufficient_scopes", "the token lacks scopes app " .. app.name .. " requires: "
+        .. table.concat(missing, ", "), {
+        hint = "request them: app_request{ ..., scopes = { \"" .. table.concat(need, "\", \"") .. "\" } }",
+        missing_scopes = missing,
+      })
+    end
+    local sub = {}
+    for k, v in pairs(r) do
+      if not EXTRA[k] then sub[k] = v end
+    end
+    local res
+    res, err = self:_api_call(base, sub, (tok.token_type or "Bearer") .. " " .. tok.access_token)
+    if not res then
+      if err.code == "network" then err.hint = HINTS.network end
+      return nil, err
+    end
+    if res.status >= 200 and res.status <= 299 then return res end
+    err = self:_status_error(res, (r.method or "GET"):upper(), r.path)
+    if res.status >= 300 and res.status <= 399 then
+      err.code = "redirect"
+      err.message = "the app answered " .. res.status .. " (redirect); not followed, so the token stays "
+        .. "with the app"
+    else
+      err.hint = HINTS[err.code] or err.hint
+    end
+    err.app = app and app.name
+    return nil, err
+  end
+end
+
+return _M
