@@ -247,9 +247,12 @@ local function chain_error(self, message, fields)
   return errors.new((fields and fields.code) or "config", config.with_suffix(message, self._state), fields)
 end
 
+-- Returns creds; or nil, err; or false when the provider found out it does not apply after all
+-- (the databricks CLI saying OAuth is not configured for this host).
 local function try_provider(self, p)
   rawset(self, "_trying", p.name)   -- token requests made while configuring carry auth/<name>
   local creds, err = p.configure(self)
+  if creds == false then return false end
   if creds then
     -- Dry run, as the SDKs do: a provider that cannot produce headers is reported now.
     local h
@@ -261,42 +264,54 @@ local function try_provider(self, p)
   return nil, chain_error(self, "default auth: " .. p.name .. ": " .. err.message, fields)
 end
 
+-- auth_type names one provider: only that one is tried, and its failure is the answer.
+function methods:_forced_credentials(forced)
+  local p = providers.BY_NAME[forced]
+  if not p then
+    if providers.FOREIGN[forced] then
+      return nil, chain_error(self, forced .. " auth: not supported by dbxauth", {
+        hint = "dbxauth supports " .. table.concat(providers.names(), ", "),
+      })
+    end
+    return nil, chain_error(self, 'default auth: auth type "' .. forced .. '" not found, please check '
+      .. DOCS .. " for a list of supported auth types")
+  end
+  if not p.applies(self) then
+    return nil, chain_error(self, forced .. " auth: not configured")
+  end
+  local creds, err = try_provider(self, p)
+  if creds == false then return nil, chain_error(self, forced .. " auth: not configured") end
+  if not creds then return nil, err end
+  return self:_use_credentials(p, creds)
+end
+
+-- The default chain: the first provider that applies decides; its errors are reported.
+function methods:_chain_credentials()
+  for _, p in ipairs(providers.CHAIN) do
+    if p.applies(self) then
+      local creds, err = try_provider(self, p)
+      if creds then return self:_use_credentials(p, creds) end
+      if creds == nil then return nil, err end
+    end
+  end
+  return nil, chain_error(self, NO_CREDENTIALS, {
+    hint = "set host with a token, username and password, or client_id and client_secret "
+      .. "(arguments, DATABRICKS_* environment variables or a ~/.databrickscfg profile)",
+  })
+end
+
 function methods:_resolve_credentials()
   local _, herr = self:_host()
   if herr then return nil, herr end
   local ok, merr = self:_ensure_metadata()
   if not ok then return nil, merr end
-  local v = self._state.values
-  local forced = v.auth_type
-  local p
-  if forced then
-    p = providers.BY_NAME[forced]
-    if not p then
-      if providers.FOREIGN[forced] then
-        return nil, chain_error(self, forced .. " auth: not supported by dbxauth", {
-          hint = "dbxauth supports " .. table.concat(providers.names(), ", "),
-        })
-      end
-      return nil, chain_error(self, 'default auth: auth type "' .. forced .. '" not found, please check '
-        .. DOCS .. " for a list of supported auth types")
-    end
-    if not p.applies(self) then
-      return nil, chain_error(self, forced .. " auth: not configured")
-    end
-  else
-    for _, cand in ipairs(providers.CHAIN) do
-      if cand.applies(self) then p = cand; break end
-    end
-    if not p then
-      return nil, chain_error(self, NO_CREDENTIALS, {
-        hint = "set host with a token, username and password, or client_id and client_secret "
-          .. "(arguments, DATABRICKS_* environment variables or a ~/.databrickscfg profile)",
-      })
-    end
-  end
-  local creds, err = try_provider(self, p)
-  if not creds then return nil, err end
-  v.auth_type = p.name
+  local forced = self._state.values.auth_type
+  if forced then return self:_forced_credentials(forced) end
+  return self:_chain_credentials()
+end
+
+function methods:_use_credentials(p, creds)
+  self._state.values.auth_type = p.name
   if not self._state.sources.auth_type then self._state.sources.auth_type = "resolved" end
   rawset(self, "_creds", creds)
   return creds

@@ -148,6 +148,90 @@ function _M.token_exchange_request(p)
   }
 end
 
+---------------------------------------------------------------------------------------------
+-- Authorization code with PKCE (notes §6.4, §6.5; seed 004's manual steps)
+
+local Pkce = {}
+Pkce.__index = Pkce
+Pkce.__name = "dbxauth.pkce"
+Pkce.__tostring = function(p)
+  return "dbxauth.pkce(method=S256, challenge=" .. p.challenge .. ", verifier=***)"
+end
+
+-- A verifier of 64 random bytes, base64url (86 characters from the unreserved set, within
+-- RFC 7636's 43..128) and its S256 challenge.
+function _M.pkce(random)
+  local bytes = assert(random(64))
+  local verifier = core.b64url_encode(bytes)
+  return setmetatable({ verifier = verifier, challenge = _M.challenge(verifier), method = "S256" }, Pkce)
+end
+
+function _M.challenge(verifier)
+  return core.b64url_encode(core.sha256(verifier))
+end
+
+function _M.valid_verifier(v)
+  return type(v) == "string" and #v >= 43 and #v <= 128 and not v:find("[^%w%-%._~]")
+end
+
+function _M.new_state(random)
+  return core.b64url_encode(assert(random(16)))
+end
+
+-- The browser URL; query keys sorted as Go emits them.
+function _M.authorize_url(p)
+  local q = {
+    client_id = p.client_id,
+    code_challenge = p.challenge,
+    code_challenge_method = "S256",
+    redirect_uri = p.redirect_uri,
+    response_type = "code",
+    scope = _M.scope_string(p.scopes),
+    state = p.state,
+  }
+  local sep = p.authorization_endpoint:find("?", 1, true) and "&" or "?"
+  return p.authorization_endpoint .. sep .. _M.form(q)
+end
+
+-- Public clients (databricks-cli) put client_id in the body; a confidential client adds its
+-- secret there too, as the Python SDK does.
+function _M.code_exchange_request(p)
+  return {
+    method = "POST",
+    url = p.token_endpoint,
+    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
+    body = _M.form {
+      grant_type = "authorization_code",
+      code = p.code,
+      code_verifier = p.verifier,
+      redirect_uri = p.redirect_uri,
+      client_id = p.client_id,
+      client_secret = p.client_secret,
+    },
+  }
+end
+
+function _M.refresh_request(p)
+  return {
+    method = "POST",
+    url = p.token_endpoint,
+    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
+    body = _M.form {
+      grant_type = "refresh_token",
+      refresh_token = p.refresh_token,
+      client_id = p.client_id,
+      client_secret = p.client_secret,
+    },
+  }
+end
+
+-- D16: the refresh token itself was rejected (re-login needed), not a passing failure.
+function _M.invalid_refresh(err)
+  if type(err) ~= "table" then return false end
+  if err.oauth_error == "invalid_grant" then return true end
+  return type(err.message) == "string" and err.message:find("Refresh token is invalid", 1, true) ~= nil
+end
+
 -- The `exp` claim of a JWT access token, used when the response has no expires_in (D14).
 function _M.jwt_expiry(token)
   local payload = token:match("^[%w_-]+%.([%w_-]+)%.[%w_-]*$")
