@@ -23,7 +23,9 @@ build = {
   modules = {
     ["dbxauth.core"] = {
       sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_encode.c", "csrc/dbx_http.c",
-                  "csrc/dbx_time.c", "csrc/ldbx_core.c" },
+                  "csrc/dbx_time.c", "csrc/ldbx_core.c",
+                  "csrc/dbx_listen.c",
+                  "csrc/dbx_file.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -39,7 +41,9 @@ build = {
     ["dbxauth.http"] = "lua/dbxauth/http.lua",
     ["dbxauth.ini"] = "lua/dbxauth/ini.lua",
     ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",
+    ["dbxauth.tokencache"] = "lua/dbxauth/tokencache.lua",
     ["dbxauth.tokensource"] = "lua/dbxauth/tokensource.lua",
+    ["dbxauth.u2m"] = "lua/dbxauth/u2m.lua",
     ["dbxauth.useragent"] = "lua/dbxauth/useragent.lua",
     ["dbxauth.providers"] = "lua/dbxauth/providers/init.lua",
     ["dbxauth.providers.pat"] = "lua/dbxauth/providers/pat.lua",

@@ -75,6 +75,7 @@ function _M.config(opts, ctx)
     _state = state,
     _getenv = getenv,
     _clock = ctx.clock,
+    _home = ctx.home or getenv("HOME"),
     _transport = opts.transport,
     _creds = nil,
     _metadata_done = false,
@@ -335,9 +336,15 @@ function methods:authenticate()
 end
 
 -- { access_token, token_type, expiry, scopes } | nil, err
-function methods:token()
+-- opts.force_refresh: get a new token now (OAuth credentials), as `databricks auth token
+-- --force-refresh` does.
+function methods:token(opts)
   local creds, err = self:_credentials()
   if not creds then return nil, err end
+  if opts and opts.force_refresh then
+    if creds.force_refresh then return creds.force_refresh() end
+    if creds.source then creds.source:invalidate() end
+  end
   return creds.token()
 end
 
@@ -478,6 +485,7 @@ function methods:request(r)
 end
 
 require("dbxauth.apps").install(methods)
+require("dbxauth.u2m").install(methods, _M)
 
 ---------------------------------------------------------------------------------------------
 -- Printing: attribute values with secrets masked.

@@ -43,13 +43,23 @@ function Source:_refresh()
   if not ok then error(tok, 0) end
   if tok then
     local now = self.now()
-    -- A slower refresh may finish after a newer one: keep whichever lives longer.
-    if not (self.tok and self.tok.expiry and tok.expiry and self.tok.expiry > tok.expiry) then
+    local old = self.tok
+    if old and old.expiry and tok.expiry and old.expiry >= tok.expiry then
+      -- No newer token (a source that hands back what it has, like a shared cache file, or a
+      -- slower refresh finishing after a newer one): keep the current one, ask again later.
+      self.cooldown_until = now + COOLDOWN
+      if old.expiry == tok.expiry then self.tok = tok end
+    else
       self.tok, self.stale_at = tok, stale_at(tok, now)
+      self.cooldown_until = 0
     end
-    self.cooldown_until = 0
   end
   return tok, err
+end
+
+-- Install a token obtained elsewhere (a forced refresh).
+function Source:set(tok)
+  self.tok, self.stale_at, self.cooldown_until = tok, stale_at(tok, self.now()), 0
 end
 
 function Source:token()

@@ -15,8 +15,14 @@ _M.CHAIN = {
   oidc.file,
 }
 
+-- Chosen only by auth_type: a browser must never open by surprise.
+_M.ONLY_FORCED = {
+  require("dbxauth.u2m").provider,
+}
+
 _M.BY_NAME = {}
 for _, p in ipairs(_M.CHAIN) do _M.BY_NAME[p.name] = p end
+for _, p in ipairs(_M.ONLY_FORCED) do _M.BY_NAME[p.name] = p end
 
 -- Auth types the SDKs know that need cloud-specific machinery dbxauth does not carry.
 _M.FOREIGN = {}
@@ -29,6 +35,7 @@ end
 function _M.names()
   local out = {}
   for i, p in ipairs(_M.CHAIN) do out[i] = p.name end
+  for _, p in ipairs(_M.ONLY_FORCED) do out[#out + 1] = p.name end
   return out
 end
 

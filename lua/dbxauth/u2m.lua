@@ -1,0 +1,345 @@
+-- User-to-machine OAuth (seeds 003, 004; notes §6.4, §6.5, §8; decisions D11, D16):
+--   dbxauth.pkce()                          verifier + S256 challenge
+--   cfg:authorize_url{redirect_uri, scopes, challenge, state}
+--   cfg:exchange_code{code, verifier, redirect_uri}
+--   cfg:refresh{refresh_token}
+--   cfg:login{timeout, open}                the whole browser flow, tokens into the CLI's cache
+-- plus the cached-token logic the external-browser and databricks-cli providers share.
+local core = require "dbxauth.core"
+local config = require "dbxauth.config"
+local errors = require "dbxauth.errors"
+local oauth = require "dbxauth.oauth"
+local tokencache = require "dbxauth.tokencache"
+local tokensource = require "dbxauth.tokensource"
+
+local _M = {}
+
+local CLI_CLIENT_ID = "databricks-cli"
+local DEFAULT_PORT = 8020
+local FALLBACK_LAST = 8040
+local LOGIN_TIMEOUT = 45
+local EXPIRY_MARGIN = 40
+local CLI_REFRESH_AHEAD = 300
+
+local function fail(code, message, fields)
+  return nil, errors.new(code, message, fields)
+end
+
+-- The CLI's cache keys for a configuration (notes §8.2): the profile, then the host key.
+function _M.cache_keys(c)
+  local host = c:get("host")
+  local host_key = host
+  if host and c:is_account() and c:get("account_id") then
+    host_key = host .. "/oidc/accounts/" .. c:get("account_id")
+  end
+  local keys = {}
+  if c:get("profile") then keys[#keys + 1] = c:get("profile") end
+  if host_key then keys[#keys + 1] = host_key end
+  return keys
+end
+
+function _M.cache_path(c)
+  return tokencache.path(c._home or "")
+end
+
+local function client(c)
+  local id = c:get("client_id")
+  if id then return id, c:get("client_secret") end
+  return CLI_CLIENT_ID, nil
+end
+
+-- `databricks auth login --profile p` (or --host/--account-id), for messages.
+function _M.login_command(c)
+  if c:get("profile") then return "databricks auth login --profile " .. c:get("profile") end
+  local cmd = "databricks auth login --host " .. tostring(c:get("host"))
+  if c:is_account() and c:get("account_id") then cmd = cmd .. " --account-id " .. c:get("account_id") end
+  return cmd
+end
+
+local function invalid_refresh_error(c, cause)
+  return errors.new("invalid_refresh_token",
+    "A new access token could not be retrieved because the refresh token is invalid. "
+    .. "To reauthenticate, run the following command:\n  $ " .. _M.login_command(c), {
+      hint = "or log in with dbxauth: dbxauth login"
+        .. (c:get("profile") and (" --profile " .. c:get("profile")) or (" --host " .. tostring(c:get("host")))),
+      status = cause and cause.status, oauth_error = cause and cause.oauth_error,
+    })
+end
+
+-- Refresh with a refresh token (notes §6.5); the new token keeps the old refresh token when
+-- the server sends none.
+function _M.refresh(c, refresh_token)
+  local ep, err = c:_oidc_endpoints()
+  if not ep then return nil, err end
+  local id, secret = client(c)
+  local tok
+  tok, err = c:_token_call(oauth.refresh_request { token_endpoint = ep.token_endpoint,
+    refresh_token = refresh_token, client_id = id, client_secret = secret }, "refresh token request")
+  if not tok then
+    if oauth.invalid_refresh(err) then return nil, invalid_refresh_error(c, err) end
+    return nil, err
+  end
+  tok.refresh_token = tok.refresh_token or refresh_token
+  return tok
+end
+
+local function fresh(tok, now)
+  return tok and (tok.expiry == nil or now < tok.expiry - EXPIRY_MARGIN)
+end
+
+local function store(c, tok)
+  local ok, err = tokencache.put(_M.cache_path(c), _M.cache_keys(c), tok, c:_now())
+  if not ok then return nil, err end
+  return tok
+end
+
+-- The cached token for this configuration: a valid one as it is, an expired one refreshed
+-- (and written back). Returns token | nil, err | false (no usable entry).
+-- opts.force_refresh: refresh even when the cached token is still valid.
+function _M.cached_token(c, opts)
+  local path = _M.cache_path(c)
+  local keys = _M.cache_keys(c)
+  local tok, err
+  for _, key in ipairs(keys) do
+    tok, err = tokencache.get(path, key)
+    if err then return nil, err end
+    if tok then break end
+  end
+  if not tok then return false end
+  local now = c:_now()
+  if fresh(tok, now) and not (opts and opts.force_refresh) then
+    -- Like the CLI: refresh when less than 5 minutes are left, keeping the token if that fails.
+    if tok.expiry and tok.refresh_token and tok.expiry - now < CLI_REFRESH_AHEAD then
+      local refreshed = _M.refresh(c, tok.refresh_token)
+      if refreshed then return store(c, refreshed) end
+    end
+    return tok
+  end
+  if not tok.refresh_token then
+    return nil, errors.new("unauthenticated", "cached token has no refresh token", {
+      hint = "log in again: " .. _M.login_command(c) .. " (or dbxauth login)",
+    })
+  end
+  tok, err = _M.refresh(c, tok.refresh_token)
+  if not tok then return nil, err end
+  return store(c, tok)
+end
+
+---------------------------------------------------------------------------------------------
+-- The browser flow
+
+local function ports(c)
+  local fixed = c:get("oauth_callback_port")
+  if fixed then return { fixed } end
+  local list = {}
+  for p = DEFAULT_PORT, FALLBACK_LAST do list[#list + 1] = p end
+  return list
+end
+
+local function login_scopes(c, scopes)
+  local list = scopes and config.parse_scopes(scopes) or c:_scopes()
+  if c:get("disable_oauth_refresh_token") then return list end
+  local out = { "offline_access" }
+  for _, s in ipairs(list) do
+    if s ~= "offline_access" then out[#out + 1] = s end
+  end
+  return out
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- BROWSER (with %s standing for the URL, as Python's webbrowser reads it), else xdg-open or
+-- open. Returns true when a command was started.
+local function open_browser(url, getenv)
+  local cmds = {}
+  local browser = getenv("BROWSER")
+  if browser and browser ~= "" then
+    if browser:find("%s", 1, true) then
+      cmds[1] = browser:gsub("%%s", (shell_quote(url):gsub("%%", "%%%%")))
+    else
+      cmds[1] = browser .. " " .. shell_quote(url)
+    end
+  else
+    cmds[1] = "command -v xdg-open >/dev/null 2>&1 && xdg-open " .. shell_quote(url)
+    cmds[2] = "command -v open >/dev/null 2>&1 && open " .. shell_quote(url)
+  end
+  for _, cmd in ipairs(cmds) do
+    local ok = os.execute("(" .. cmd .. ") >/dev/null 2>&1 </dev/null &")
+    if ok == true or ok == 0 then return true end
+  end
+  return false
+end
+
+local function html_escape(s)
+  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+    ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
+local function page(title, text)
+  return "<!doctype html><html><head><meta charset=\"utf-8\"><title>" .. html_escape(title)
+    .. "</title><style>body{font-family:sans-serif;margin:4em auto;max-width:40em}</style></head><body><h1>"
+    .. html_escape(title) .. "</h1><p>" .. html_escape(text) .. "</p></body></html>"
+end
+
+local function title_case(s)
+  return (s:gsub("_", " "):gsub("(%a)([%w]*)", function(a, b) return a:upper() .. b end))
+end
+
+-- Wait for the browser's callback; answers everything else with 404.
+local function await_callback(listener, state, deadline, now)
+  while true do
+    local left = deadline - now()
+    if left <= 0 then return fail("timeout", "no browser login arrived in time") end
+    local req, code = listener:wait(math.floor(left * 1000))
+    if not req then
+      if code == "timeout" then return fail("timeout", "no browser login arrived in time") end
+    else
+      local q = req.query or {}
+      if q.error then
+        listener:respond(400, "text/html; charset=utf-8", page(title_case(q.error), q.error_description or q.error))
+        return fail("login_failed", q.error .. ": " .. (q.error_description or ""), { oauth_error = q.error })
+      elseif q.code and q.state then
+        if q.state ~= state then
+          listener:respond(400, "text/html; charset=utf-8", page("Login failed",
+            "The login could not be verified (state mismatch). Start the login again."))
+          return fail("state_mismatch", "state mismatch in 3-legged-OAuth flow", {
+            hint = "the callback did not come from the login this process started; run the login again",
+          })
+        end
+        return q, function(ok_page) listener:respond(ok_page and 200 or 400, "text/html; charset=utf-8",
+          ok_page and page("Authenticated", "You can close this tab and return to your terminal.")
+          or page("Login failed", "The code could not be exchanged for a token; see your terminal.")) end
+      else
+        listener:respond(404, "text/plain; charset=utf-8", "not found")
+      end
+    end
+  end
+end
+
+function _M.login(c, opts)
+  opts = opts or {}
+  local ep, err = c:_oidc_endpoints()
+  if not ep then return nil, err end
+  if not ep.authorization_endpoint then
+    return fail("oauth", "the OIDC configuration of " .. tostring(c:get("host")) .. " has no authorization endpoint")
+  end
+  local listener, lcode, lmsg = core.listen { ports = ports(c) }
+  if not listener then
+    return fail(lcode == "port_busy" and "port_busy" or "listen", lmsg or lcode, {
+      hint = "another login may be running; free port " .. DEFAULT_PORT .. " (or the ones up to "
+        .. FALLBACK_LAST .. ") or set oauth_callback_port",
+    })
+  end
+  local pkce = oauth.pkce(core.random)
+  local state = oauth.new_state(core.random)
+  local redirect_uri = "http://localhost:" .. listener:port()
+  local id, secret = client(c)
+  local url = oauth.authorize_url { authorization_endpoint = ep.authorization_endpoint, client_id = id,
+    redirect_uri = redirect_uri, scopes = login_scopes(c, opts.scopes), state = state, challenge = pkce.challenge }
+  local opened
+  if opts.open then
+    opened = opts.open(url) ~= false
+  else
+    opened = open_browser(url, c._getenv)
+  end
+  if not opened or opts.print_url then
+    io.stderr:write("Please continue the authentication process in your browser:\n", url, "\n")
+  end
+  local now = function() return core.now() end
+  local q, answer = await_callback(listener, state, now() + (opts.timeout or LOGIN_TIMEOUT), now)
+  if not q then listener:close(); return nil, answer end
+  local tok
+  tok, err = c:_token_call(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = q.code,
+    verifier = pkce.verifier, redirect_uri = redirect_uri, client_id = id, client_secret = secret },
+    "authorization code exchange")
+  answer(tok ~= nil)
+  listener:close()
+  if not tok then return nil, err end
+  return store(c, tok)
+end
+
+---------------------------------------------------------------------------------------------
+-- Public methods and the external-browser provider
+
+function _M.install(methods, M)
+  function M.pkce()
+    return oauth.pkce(core.random)
+  end
+
+  function methods:authorize_url(p)
+    if type(p) ~= "table" or type(p.redirect_uri) ~= "string" or type(p.challenge) ~= "string" then
+      error("bad argument #1 to 'authorize_url' (table with redirect_uri and challenge expected)", 2)
+    end
+    local ep, err = self:_oidc_endpoints()
+    if not ep then return nil, err end
+    local state = p.state or oauth.new_state(core.random)
+    local id = client(self)
+    return oauth.authorize_url { authorization_endpoint = ep.authorization_endpoint, client_id = id,
+      redirect_uri = p.redirect_uri, scopes = login_scopes(self, p.scopes), state = state,
+      challenge = p.challenge }, state
+  end
+
+  function methods:exchange_code(p)
+    if type(p) ~= "table" or type(p.code) ~= "string" or type(p.verifier) ~= "string"
+      or type(p.redirect_uri) ~= "string" then
+      error("bad argument #1 to 'exchange_code' (table with code, verifier and redirect_uri expected)", 2)
+    end
+    if not oauth.valid_verifier(p.verifier) then
+      return fail("invalid_request", "the PKCE verifier must be 43 to 128 characters from A-Z a-z 0-9 - . _ ~")
+    end
+    local ep, err = self:_oidc_endpoints()
+    if not ep then return nil, err end
+    local id, secret = client(self)
+    return self:_token_call(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = p.code,
+      verifier = p.verifier, redirect_uri = p.redirect_uri, client_id = id, client_secret = secret },
+      "authorization code exchange")
+  end
+
+  function methods:refresh(p)
+    if type(p) ~= "table" or type(p.refresh_token) ~= "string" then
+      error("bad argument #1 to 'refresh' (table with refresh_token expected)", 2)
+    end
+    return _M.refresh(self, p.refresh_token)
+  end
+
+  function methods:login(opts)
+    if opts ~= nil and type(opts) ~= "table" then
+      error("bad argument #1 to 'login' (table expected, got " .. type(opts) .. ")", 2)
+    end
+    local _, herr = self:_host()
+    if herr then return nil, herr end
+    local ok, merr = self:_ensure_metadata()
+    if not ok then return nil, merr end
+    return _M.login(self, opts)
+  end
+
+  function methods:cache_keys()
+    return _M.cache_keys(self)
+  end
+end
+
+-- auth_type = "external-browser": the cached login when there is one (refreshed as needed),
+-- else a browser login. Never in the default chain.
+_M.provider = {
+  name = "external-browser",
+  applies = function(c) return c:get("host") ~= nil end,
+  configure = function(c)
+    local function fetch(force)
+      local tok, err = _M.cached_token(c, { force_refresh = force })
+      if tok then return tok end
+      if tok == nil then return nil, err end
+      return _M.login(c)
+    end
+    local creds = c:_token_credentials(tokensource.new { fetch = fetch, now = function() return c:_now() end })
+    creds.force_refresh = function()
+      local tok, err = fetch(true)
+      if tok then creds.source:set(tok) end
+      return tok, err
+    end
+    return creds
+  end,
+}
+
+return _M
