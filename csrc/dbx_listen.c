@@ -426,6 +426,7 @@ static int conn_read(dbx_listener *l, int idx, dbx_req *req, dbx_listen_code *co
   dbx_conn *c = &l->conns[idx];
   const char *why;
   dbx_req_status st;
+  int gone = 0;                      /* EOF or error: no more bytes will come */
   for (;;) {
     ssize_t r;
     if (c->len == DBX_LISTEN_MAX_HEAD) break;
@@ -433,10 +434,15 @@ static int conn_read(dbx_listener *l, int idx, dbx_req *req, dbx_listen_code *co
     if (r > 0) { c->len += (size_t)r; continue; }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    conn_close(c);                   /* the client went away before finishing its request */
+    gone = 1;
+    break;
+  }
+  /* a complete head counts even when the client has already half-closed */
+  st = dbx_req_parse(c->buf, c->len, req, &why);
+  if (st == DBX_REQ_MORE && gone) {
+    conn_close(c);                   /* went away before finishing its request */
     return 0;
   }
-  st = dbx_req_parse(c->buf, c->len, req, &why);
   if (st == DBX_REQ_MORE && c->len < DBX_LISTEN_MAX_HEAD) return 0;
   if (st == DBX_REQ_MORE) {
     snprintf(l->msg, sizeof l->msg, "bad request: request head larger than %d bytes",
