@@ -217,7 +217,10 @@ dbx_file_code dbx_lock(const char *path, long timeout_ms, int *fd, char *msg, si
   /* O_RDONLY is enough for flock, and works on a lock file someone else created */
   int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
   *fd = -1;
-  if (f < 0) return fail(msg, msglen, "lock", path, errno);
+  if (f < 0) {
+    fail(msg, msglen, "lock", path, errno);
+    return DBX_FILE_IO;               /* "timeout" or "io" only, even for ENOENT */
+  }
   for (;;) {
     long long left;
     if (flock(f, LOCK_EX | LOCK_NB) == 0) {
@@ -228,7 +231,8 @@ dbx_file_code dbx_lock(const char *path, long timeout_ms, int *fd, char *msg, si
     if (errno != EWOULDBLOCK) {
       int err = errno;
       close(f);
-      return fail(msg, msglen, "lock", path, err);
+      fail(msg, msglen, "lock", path, err);
+      return DBX_FILE_IO;
     }
     left = deadline - mono_ms();
     if (left <= 0) break;

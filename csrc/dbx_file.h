@@ -51,7 +51,7 @@ dbx_file_code dbx_read_file(const char *path, size_t max, dbx_buf *out, char *ms
  * flock locks belong to the open file description: two dbx_lock calls exclude
  * each other even inside one process; across fork() a child shares its parent's
  * lock. This blocks the calling thread: inside nginx use timeout 0 and retry
- * with ngx.sleep. DBX_FILE_TIMEOUT or DBX_FILE_IO. */
+ * with ngx.sleep. DBX_FILE_TIMEOUT, or DBX_FILE_IO for every other failure. */
 dbx_file_code dbx_lock(const char *path, long timeout_ms, int *fd, char *msg, size_t msglen);
 void dbx_unlock(int fd);
 
