@@ -154,6 +154,8 @@ struct dbx_listener {
   int      fd4, fd6;     /* listening sockets; -1 when absent */
   int      port;
   int      pending;      /* index of the connection owed a response, or -1 */
+  long long accept_pause; /* monotonic ms: after EMFILE and the like, do not poll the
+                           * listening sockets (which stay readable) before this */
   dbx_conn conns[DBX_LISTEN_MAX_CONNS];
   char     msg[256];
 };
@@ -408,7 +410,8 @@ static void accept_all(dbx_listener *l, int lfd, long long now) {
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;                         /* EAGAIN, or EMFILE and friends: try again later */
+      if (errno != EAGAIN && errno != EWOULDBLOCK) l->accept_pause = now + 100;   /* EMFILE... */
+      return;
     }
     if (c->buf == NULL && (c->buf = malloc(DBX_LISTEN_MAX_HEAD)) == NULL) {
       close(fd);
@@ -491,6 +494,10 @@ dbx_listen_code dbx_listen_wait(dbx_listener *l, long timeout_ms, dbx_req *req) 
       pfd[nfd].fd = c->fd;
       pfd[nfd].events = POLLIN;
       who[nfd++] = i;
+    }
+    if (free_slot && now < l->accept_pause) {
+      if (l->accept_pause < wake) wake = l->accept_pause;
+      free_slot = 0;
     }
     if (free_slot && l->fd4 >= 0) { pfd[nfd].fd = l->fd4; pfd[nfd].events = POLLIN; who[nfd++] = -1; }
     if (free_slot && l->fd6 >= 0) { pfd[nfd].fd = l->fd6; pfd[nfd].events = POLLIN; who[nfd++] = -2; }

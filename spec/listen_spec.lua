@@ -314,6 +314,30 @@ describe("listener:wait and :respond", function()
     assert.matches("^HTTP/1.1 408 Request Timeout\r\n", result(slow))
   end)
 
+  it("does not spin when out of file descriptors, and recovers", function()
+    -- a child with every descriptor in use: accept fails with EMFILE while a client waits
+    local code = [[
+      local core = require "dbxauth.core"
+      local l = assert(core.listen { ports = { 0 } })
+      os.execute("curl -s --max-time 5 http://127.0.0.1:" .. l:port() .. "/?code=fd >/dev/null 2>&1 &")
+      core.sleep(0.3)
+      local keep = {}
+      repeat local f = io.open("/dev/null"); keep[#keep + 1] = f until not f
+      local cpu = os.clock()
+      local r, why = l:wait(500)
+      cpu = os.clock() - cpu
+      for _, f in ipairs(keep) do f:close() end
+      local req = l:wait(3000)
+      print(r, why, cpu < 0.25, req and req.query.code)
+    ]]
+    local cpath = (IS54 and "build/5.4/?.so" or "build/jit/?.so")
+    local p = assert(io.popen("ulimit -n 64; " .. (IS54 and "lua5.4" or "luajit") .. " -e "
+      .. q("package.cpath = '" .. cpath .. ";' .. package.cpath") .. " -e " .. q(code) .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("nil\ttimeout\ttrue\tfd\n", out)
+  end)
+
   it("raises when there is nothing to respond to, or on bad arguments", function()
     assert.has_error(function() l:respond(200, "text/plain", "x") end,
       "dbxauth.listener: no request to respond to")
