@@ -49,6 +49,7 @@ build = {
     ["dbxauth.providers.pat"] = "lua/dbxauth/providers/pat.lua",
     ["dbxauth.providers.basic"] = "lua/dbxauth/providers/basic.lua",
     ["dbxauth.providers.oauth_m2m"] = "lua/dbxauth/providers/oauth_m2m.lua",
+    ["dbxauth.providers.databricks_cli"] = "lua/dbxauth/providers/databricks_cli.lua",
     ["dbxauth.providers.oidc"] = "lua/dbxauth/providers/oidc.lua",
     ["dbxauth.transport"] = "lua/dbxauth/transport/init.lua",
     ["dbxauth.transport.curl"] = "lua/dbxauth/transport/curl.lua",

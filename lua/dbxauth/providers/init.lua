@@ -10,6 +10,7 @@ _M.CHAIN = {
   require "dbxauth.providers.pat",
   require "dbxauth.providers.basic",
   require "dbxauth.providers.oauth_m2m",
+  require "dbxauth.providers.databricks_cli",
   oidc.github,
   oidc.env,
   oidc.file,

@@ -1,0 +1,290 @@
+-- auth_type = "databricks-cli" (notes §4.3, §8.4; decision D12): U2M tokens the Databricks CLI
+-- manages. The CLI's plaintext cache (~/.databricks/token-cache.json) is read first: a valid
+-- entry is used without starting a process, an expired one is refreshed and written back
+-- (u2m.cached_token). Otherwise the CLI itself is asked - `databricks auth token` - which also
+-- covers its default keyring storage. The token source keeps the token until it nears expiry,
+-- so the CLI runs at most once per token lifetime.
+--
+-- Applies when `host` is set and there is a cache entry for the configuration's keys or a CLI
+-- executable (or auth_type names this provider, so that "CLI not found" is the answer). In the
+-- default chain a legacy CLI means "does not apply"; with auth_type set it is an error. A CLI
+-- saying `databricks OAuth is not configured` for the host means "does not apply" in both
+-- (the Python SDK skips silently; forced, the chain reports `databricks-cli auth: not configured`).
+local core = require "dbxauth.core"
+local cjson = require "cjson.safe"
+local errors = require "dbxauth.errors"
+local oauth = require "dbxauth.oauth"
+local tokencache = require "dbxauth.tokencache"
+local tokensource = require "dbxauth.tokensource"
+local u2m = require "dbxauth.u2m"
+
+local NAME = "databricks-cli"
+local MIN_SIZE = 1024 * 1024            -- the Go CLI; the legacy Python CLI is a small script
+local PROFILE_SINCE = { 0, 207, 1 }     -- `auth token --profile`
+local FORCE_REFRESH_SINCE = { 0, 296, 0 }
+local VERSION_TIMEOUT = 5
+local CLI_REFRESH_AHEAD = 300           -- the CLI refreshes its cached token when less is left
+
+local SCOPES_MESSAGE = "custom scopes are not supported with databricks-cli auth; scopes are determined by "
+  .. "what was last used when logging in with `databricks auth login`"
+local INSTALL_HINT = "install the Databricks CLI (https://docs.databricks.com/dev-tools/cli/install.html) "
+  .. "and run `databricks auth login`, or log in with `dbxauth login`"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function fail(code, message, fields)
+  return nil, errors.new(code, message, fields)
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+---------------------------------------------------------------------------------------------
+-- Locating the CLI (§8.4 step 1)
+
+local function is_executable(path)
+  local st = core.stat(path)
+  if not st or st.type ~= "file" then return false end
+  local m = st.mode
+  return m % 2 == 1 or math.floor(m / 8) % 2 == 1 or math.floor(m / 64) % 2 == 1
+end
+
+-- Like exec.LookPath: the first executable regular file named `name` on PATH.
+local function search_path(name, path_var)
+  for dir in ((path_var or "") .. ":"):gmatch("([^:]*):") do
+    if dir == "" then dir = "." end
+    local candidate = dir .. "/" .. name
+    if is_executable(candidate) then return candidate end
+  end
+  return nil
+end
+
+-- The configured or found CLI path, or nil (not configured and not on PATH).
+local function locate(c)
+  local name = c:get("databricks_cli_path") or c._getenv("DATABRICKS_CLI_PATH")
+  if name == "" then name = nil end
+  name = name or "databricks"
+  if name:find("/", 1, true) then return name end
+  return search_path(name, c._getenv("PATH"))
+end
+
+-- path | nil, err: exists, is not a directory, and is the Go CLI (>= 1 MiB).
+local function check_cli(path)
+  local st = path and core.stat(path)
+  if not st or st.type == "dir" then
+    return fail("config", "databricks CLI not found", { hint = INSTALL_HINT })
+  end
+  if st.size < MIN_SIZE then
+    return fail("config", "legacy databricks CLI detected; upgrade to >= 0.100.0", {
+      hint = "found " .. path .. ", the old Python CLI; " .. INSTALL_HINT,
+    })
+  end
+  return path
+end
+
+---------------------------------------------------------------------------------------------
+-- Running it
+
+-- stdout, stderr, exit status of a shell command (stdin from /dev/null). The status comes
+-- from `echo __rc=$?`: popen():close() reports it differently in Lua 5.1 and 5.4.
+local function run(cmd)
+  local errfile = os.tmpname()
+  local p = io.popen(cmd .. " </dev/null 2>" .. q(errfile) .. "; echo __rc=$?", "r")
+  if not p then
+    os.remove(errfile)
+    return nil, nil, nil
+  end
+  local out = p:read("*a") or ""
+  p:close()
+  local f = io.open(errfile, "rb")
+  local err = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(errfile)
+  local body, rc = out:match("^(.*)__rc=(%d+)%s*$")
+  return body or out, err, tonumber(rc)
+end
+
+-- Environment the CLI must share with this configuration: its home (token cache, default
+-- config file) and the config file it was resolved from.
+local function env_prefix(c)
+  local parts = {}
+  if type(c._home) == "string" and c._home ~= "" then parts[#parts + 1] = "HOME=" .. q(c._home) end
+  local file = c:get("config_file")
+  if file then parts[#parts + 1] = "DATABRICKS_CONFIG_FILE=" .. q(file) end
+  if #parts == 0 then return "" end
+  return table.concat(parts, " ") .. " "
+end
+
+local function parse_version(text)
+  local a, b, p = (text or ""):match("Databricks CLI v(%d+)%.(%d+)%.(%d+)")
+  if not a then return nil end
+  return { tonumber(a), tonumber(b), tonumber(p) }
+end
+
+local function at_least(v, want)
+  if not v then return false end
+  for i = 1, 3 do
+    if v[i] ~= want[i] then return v[i] > want[i] end
+  end
+  return true
+end
+
+-- `<cli> version` once per executable (path, size and mtime); nil when unknown.
+local versions = {}
+local function version(c, path)
+  local st = core.stat(path)
+  local key = path .. "\0" .. tostring(st and st.size) .. "\0" .. tostring(st and st.mtime)
+  local v = versions[key]
+  if v == nil then
+    local out, _, rc = run(env_prefix(c) .. "timeout " .. VERSION_TIMEOUT .. " " .. q(path) .. " version")
+    v = rc == 0 and parse_version(out) or false
+    versions[key] = v
+  end
+  return v or nil
+end
+
+-- The `auth token` arguments (§8.4 step 3, case 61).
+local function token_args(c, v)
+  local args = { "auth", "token" }
+  local profile, host = c:get("profile"), c:get("host")
+  if profile and at_least(v, PROFILE_SINCE) then
+    args[#args + 1] = "--profile " .. q(profile)
+  else
+    if not host then
+      return fail("config", "cannot configure CLI token source: neither profile nor host is configured: "
+        .. "host is not set")
+    end
+    args[#args + 1] = "--host " .. q(host)
+    if c:is_account() and c:get("account_id") then
+      args[#args + 1] = "--account-id " .. q(c:get("account_id"))
+    end
+  end
+  if at_least(v, FORCE_REFRESH_SINCE) then args[#args + 1] = "--force-refresh" end
+  return table.concat(args, " ")
+end
+
+local function not_configured(text)
+  return text:find("databricks OAuth is not", 1, true) ~= nil
+end
+
+-- token | nil, err | false (the CLI says OAuth is not configured for this host).
+local function cli_token(c, path, v)
+  local args, aerr = token_args(c, v)
+  if not args then return nil, aerr end
+  local out, err, rc = run(env_prefix(c) .. q(path) .. " " .. args)
+  if not rc then
+    return fail("databricks_cli", "cannot get access token: could not start " .. path)
+  end
+  if rc ~= 0 then
+    local text = trim(err ~= "" and err or out)
+    if not_configured(text) then return false end
+    return fail("databricks_cli", "cannot get access token: " .. text .. ": exit status " .. rc, {
+      hint = "run `" .. u2m.login_command(c) .. "` (or `dbxauth login`) and try again",
+    })
+  end
+  -- The output holds the token: it is never quoted in a message.
+  local doc, jerr = cjson.decode(out)
+  if type(doc) ~= "table" then
+    return fail("databricks_cli", "cannot parse CLI response: " .. tostring(jerr or "not a JSON object"))
+  end
+  if type(doc.access_token) ~= "string" or doc.access_token == "" then
+    return fail("databricks_cli", "cannot parse CLI response: no access_token")
+  end
+  local expiry
+  if doc.expiry ~= nil then
+    expiry = tokencache.parse_time(doc.expiry)
+    if not expiry then
+      return fail("databricks_cli", "cannot parse CLI response: expiry is not an RFC 3339 time")
+    end
+  else
+    expiry = oauth.jwt_expiry(doc.access_token)
+  end
+  return oauth.token {
+    access_token = doc.access_token,
+    token_type = type(doc.token_type) == "string" and doc.token_type ~= "" and doc.token_type or "Bearer",
+    expiry = expiry,
+  }
+end
+
+---------------------------------------------------------------------------------------------
+-- The provider
+
+local function forced(c)
+  return c:get("auth_type") == NAME
+end
+
+local function has_cache_entry(c)
+  local path = u2m.cache_path(c)
+  for _, key in ipairs(u2m.cache_keys(c)) do
+    if tokencache.get(path, key) then return true end
+  end
+  return false
+end
+
+-- token | nil, err | false. The cache first; the CLI when the cache has nothing (or fails: the
+-- CLI may hold the login in its keyring).
+local function fetch_token(c, cli, force)
+  local tok, err = u2m.cached_token(c, { force_refresh = force })
+  if tok then return tok end
+  local cache_err = err
+  if not cli.path then
+    if cache_err then return nil, cache_err end
+    return nil, cli.err
+  end
+  local v = version(c, cli.path)
+  -- A CLI without --force-refresh hands back its own cached token until that has less than
+  -- 5 minutes left: asking it earlier (refresh-ahead) would only start processes for nothing.
+  local last = cli.last
+  if not force and last and last.expiry and not at_least(v, FORCE_REFRESH_SINCE)
+    and c:_now() < last.expiry - CLI_REFRESH_AHEAD then
+    return last
+  end
+  tok, err = cli_token(c, cli.path, v)
+  if tok then cli.last = tok end
+  if tok == false and cache_err then return nil, cache_err end
+  return tok, err
+end
+
+return {
+  name = NAME,
+  applies = function(c)
+    if c:get("host") == nil then return false end
+    return forced(c) or has_cache_entry(c) or locate(c) ~= nil
+  end,
+  configure = function(c)
+    local st = c._state
+    if st.values.scopes ~= nil and st.sources.scopes ~= "file" then
+      return fail("config", SCOPES_MESSAGE)
+    end
+    local cli = {}
+    cli.path, cli.err = check_cli(locate(c))
+    -- In the chain, a legacy CLI without a cache entry is no way in: the next provider's turn.
+    if cli.err and not forced(c) and not has_cache_entry(c) then return false end
+    local tok, err = fetch_token(c, cli, false)
+    if tok == false then return false end   -- the CLI has no login for this host
+    if not tok then return nil, err end
+    local function fetch(force)
+      local t, ferr = fetch_token(c, cli, force)
+      if t == false then
+        return fail("unauthenticated", "cannot get access token: databricks OAuth is not configured for this host",
+          { hint = "run `" .. u2m.login_command(c) .. "` or `dbxauth login`" })
+      end
+      return t, ferr
+    end
+    local source = tokensource.new { fetch = function() return fetch(false) end, now = function() return c:_now() end }
+    source:set(tok)
+    local creds = c:_token_credentials(source)
+    creds.force_refresh = function()
+      local t, ferr = fetch(true)
+      if t then source:set(t) end
+      return t, ferr
+    end
+    return creds
+  end,
+  -- for specs
+  _parse_version = parse_version,
+  _token_args = token_args,
+}
