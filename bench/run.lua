@@ -78,3 +78,4 @@ local ok, err = pcall(function()
 end)
 ws:stop()
 if not ok then error(err, 0) end
+dofile("bench/gateway.lua")   -- nginx gateway: throughput, p99 and token requests per refresh

@@ -9,7 +9,8 @@
 --   ws            the fake workspace (spec.support.fake); its CA is lua_ssl_trusted_certificate and
 --                 ${WS_PORT} / ${CA} / ${APP_HOST:<name>} are available to the snippets below
 --   workers (2), log_level ("info"), env = { NAME = value } (passed to nginx, with `env` lines),
---   init_worker = "Lua code", http = "directives", server = "locations", trusted_ca (override)
+--   init_worker = "Lua code", http = "directives", server = "locations", trusted_ca (override),
+--   vars = { NAME = value } (more ${NAME} for the snippets)
 -- Fixed locations: /fast (plain 200), /t/... (test handlers, below).
 --
 -- Loaded inside nginx (the `ngx` global exists) the same module serves the /t/ handlers.
@@ -123,6 +124,30 @@ if rawget(_G, "ngx") and ngx.get_phase then
     ngx.print(cjson.encode(require("dbxauth.nginx").status(o)))
   end
 
+  local function start_time(pid)
+    local f = io.open("/proc/" .. pid .. "/stat", "rb")
+    if not f then return nil end
+    local st = f:read("*a")
+    f:close()
+    local i = 0
+    for field in (st:match(".*%) (.*)$") or ""):gmatch("%S+") do
+      i = i + 1
+      if i == 20 then return field end
+    end
+  end
+
+  -- Worker 0 stops nginx when the controlling test process is gone (killed runner: no __gc).
+  function M.watch(pid, started)
+    if not pid or ngx.worker.id() ~= 0 then return end
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int kill(int pid, int sig); int getppid(void);")
+    ngx.timer.every(1, function(premature)
+      if not premature and start_time(pid) ~= started then
+        ffi.C.kill(ffi.C.getppid(), 3)   -- SIGQUIT to the master
+      end
+    end)
+  end
+
   -- Deletes every entry of the dbxauth dict (a fresh start without restarting nginx).
   function M.flush()
     ngx.shared.dbxauth:flush_all()
@@ -152,6 +177,18 @@ local function root()
   if dir:sub(1, 1) ~= "/" then dir = run("pwd"):gsub("%s+$", "") .. "/" .. dir end
   dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
   return assert(dir:match("^(.*)/spec/support$"), "nginx_gw: cannot locate the repository")
+end
+
+-- pid and start time of this process (the watched controller)
+local function self_identity()
+  local st = files.read("/proc/self/stat")
+  if not st then return "nil", "" end
+  local i, start = 0, ""
+  for field in (st:match(".*%) (.*)$") or ""):gmatch("%S+") do
+    i = i + 1
+    if i == 20 then start = field; break end
+  end
+  return st:match("^(%d+)"), start
 end
 
 local function free_port()
@@ -204,6 +241,7 @@ http {
     }
     init_worker_by_lua_block {
         require("spec.support.nginx_gw").record_phase_check("init_worker")
+        require("spec.support.nginx_gw").watch(${WATCH_PID}, "${WATCH_START}")
         ${INIT_WORKER}
     }
 
@@ -243,6 +281,8 @@ local function render(template, vars)
   end))
 end
 M.render = render
+
+M.free_port = free_port
 
 local GW = {}
 GW.__index = GW
@@ -291,6 +331,8 @@ function M.start(opts)
     APP_HOST = function(name) return name .. "-" .. ws.creds.workspace_id .. ".apps.localhost" end,
     INIT_WORKER = opts.init_worker or "",
   }
+  vars.WATCH_PID, vars.WATCH_START = self_identity()
+  for k, v in pairs(opts.vars or {}) do vars[k] = v end
   vars.HTTP = render(opts.http or "", vars)
   vars.SERVER = render(opts.server or "", vars)
   local out, rc
