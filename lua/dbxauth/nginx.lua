@@ -443,10 +443,15 @@ function _M.init(o)
       refresh_locked(t)
       at, tok = now(), stored(t)
     end
-    -- next check: when the token becomes due or the backoff ends, at least every second
-    local due = tok and tok.refresh_at or at
+    -- next check: when the backoff ends or the token becomes due, at least every second
+    -- (while another worker holds the lock for a due token: every MIN_CHECK)
     local next_at = t.dict:get(t.k_next)
-    if next_at and next_at > at then due = tok and math.min(due, next_at) or next_at end
+    local due
+    if next_at and next_at > at then
+      due = next_at
+    else
+      due = tok and tok.refresh_at or at
+    end
     local delay = math.max(MIN_CHECK, math.min(due - at, CHECK_INTERVAL))
     local ok, err = ngx.timer.at(delay, tick)
     if not ok and err ~= "process exiting" then
