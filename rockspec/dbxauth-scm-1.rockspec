@@ -34,6 +34,7 @@ build = {
     ["dbxauth"] = "lua/dbxauth/init.lua",
     ["dbxauth.apierror"] = "lua/dbxauth/apierror.lua",
     ["dbxauth.apps"] = "lua/dbxauth/apps.lua",
+    ["dbxauth.cli"] = "lua/dbxauth/cli.lua",
     ["dbxauth.config"] = "lua/dbxauth/config.lua",
     ["dbxauth.discovery"] = "lua/dbxauth/discovery.lua",
     ["dbxauth.errors"] = "lua/dbxauth/errors.lua",
@@ -41,6 +42,7 @@ build = {
     ["dbxauth.http"] = "lua/dbxauth/http.lua",
     ["dbxauth.ini"] = "lua/dbxauth/ini.lua",
     ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",
+    ["dbxauth.profiles"] = "lua/dbxauth/profiles.lua",
     ["dbxauth.tokencache"] = "lua/dbxauth/tokencache.lua",
     ["dbxauth.tokensource"] = "lua/dbxauth/tokensource.lua",
     ["dbxauth.u2m"] = "lua/dbxauth/u2m.lua",
@@ -54,5 +56,6 @@ build = {
     ["dbxauth.transport"] = "lua/dbxauth/transport/init.lua",
     ["dbxauth.transport.curl"] = "lua/dbxauth/transport/curl.lua",
   },
+  install = { bin = { dbxauth = "bin/dbxauth" } },
 }
 test = { type = "command", command = "make test" }
