@@ -179,8 +179,10 @@ local function cli_token(c, path, v)
     return fail("databricks_cli", "cannot get access token: could not start " .. path)
   end
   if rc ~= 0 then
-    local text = trim(err ~= "" and err or out)
-    if not_configured(text) then return false end
+    if not_configured(err) or not_configured(out) then return false end
+    -- Only stderr is quoted (as Go does): stdout is where the CLI prints tokens.
+    local text = trim(err)
+    if text == "" then text = "(no error output)" end
     return fail("databricks_cli", "cannot get access token: " .. text .. ": exit status " .. rc, {
       hint = "run `" .. u2m.login_command(c) .. "` (or `dbxauth login`) and try again",
     })
