@@ -207,13 +207,13 @@ function _M.install(methods)
         hint = "use OAuth (client_id/client_secret or `databricks auth login`) or a personal access token",
       })
     end
-    if not audience and kind == "pat" then
-      return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
-        .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
-    end
     if app and not audience then
       return fail("invalid_response", "the Apps API returned no oauth2_app_client_id for app " .. app.name
         .. ", so a token cannot be exchanged for it")
+    end
+    if not audience and kind == "pat" then
+      return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
+        .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
     end
     return self:exchange { audience = audience, scopes = p.scopes }
   end
