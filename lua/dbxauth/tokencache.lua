@@ -184,13 +184,17 @@ function _M.put(path, keys, tok, now)
   local lock
   lock, code, msg = core.lock(path .. ".lock", LOCK_TIMEOUT_MS)
   if not lock then return nil, file_error(path, "cannot lock: " .. tostring(msg or code)) end
-  local doc, err = _M.read(path)
-  if doc then
+  -- Whatever happens in between, the lock is released before returning or raising.
+  local done, err = pcall(function()
+    local doc, rerr = _M.read(path)
+    if not doc then return rerr end
     for _, key in ipairs(keys) do doc.tokens[key] = entry(doc.tokens[key], tok, now) end
-    ok, code, msg = core.write_atomic(path, _M.encode(doc), tonumber("600", 8))
-    if not ok then err = file_error(path, msg or code) end
-  end
+    local wok, wcode, wmsg = core.write_atomic(path, _M.encode(doc), tonumber("600", 8))
+    if not wok then return file_error(path, wmsg or wcode) end
+    return nil
+  end)
   lock:unlock()
+  if not done then error(err, 0) end
   if err then return nil, err end
   return true
 end
