@@ -402,3 +402,13 @@ describe("faults", function()
     assert.equal("connect", err.reason)
   end)
 end)
+
+describe("invalidate", function()
+  it("makes the next call fetch a new token", function()
+    local cfg = m2m()
+    local first = assert(cfg:token()).access_token
+    cfg:invalidate()
+    assert.are_not.equal(first, assert(cfg:token()).access_token)
+    assert.equal(2, ws:counters()["POST /oidc/v1/token"])
+  end)
+end)

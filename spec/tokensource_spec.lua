@@ -79,3 +79,15 @@ describe("tokensource", function()
     assert.not_matches("t1", tostring(s))
   end)
 end)
+
+describe("tokensource with short-lived tokens", function()
+  it("reuses a 4-second token instead of treating it as already expired", function()
+    local now, fetches = 0, 0
+    local s = tokensource.new { now = function() return now end,
+      fetch = function() fetches = fetches + 1; return { access_token = "t", expiry = now + 4 } end }
+    s:token(); now = 1; s:token()
+    assert.equal(1, fetches)
+    now = 3.3; s:token()   -- within the last fifth of its life
+    assert.equal(2, fetches)
+  end)
+end)

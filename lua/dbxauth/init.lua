@@ -348,6 +348,15 @@ function methods:token(opts)
   return creds.token()
 end
 
+-- Forget every cached token of this configuration (its own and the exchanged ones), e.g.
+-- after a server rejected one; the next call fetches anew.
+function methods:invalidate()
+  local creds = self._creds
+  if creds and creds.source then creds.source:invalidate() end
+  local exchanges = rawget(self, "_exchanges")
+  for _, source in pairs(exchanges or {}) do source:invalidate() end
+end
+
 ---------------------------------------------------------------------------------------------
 -- Requests
 

@@ -1,5 +1,6 @@
 -- A cached token with refresh-ahead (decisions D14, D15):
---   * a token is expired when now >= expiry - 40 s; then a refresh must succeed;
+--   * a token is expired when now >= expiry - 40 s (a fifth of its lifetime for tokens that
+--     live less than 200 s, so short-lived tokens are still reused); then a refresh must succeed;
 --   * in the stale window, the last min(TTL/2, 20 min) before expiry, a refresh is attempted
 --     and on failure the still-valid token is returned, with no new attempt for 60 s;
 --   * one refresh at a time: a caller arriving while a refresh is in flight (possible only
@@ -26,8 +27,14 @@ function _M.new(opts)
                         tok = nil, stale_at = nil, cooldown_until = 0, refreshing = false }, Source)
 end
 
-local function expired(tok, now)
-  return tok.expiry ~= nil and now >= tok.expiry - EXPIRY_MARGIN
+local function margin(tok, now)
+  if not tok.expiry then return 0 end
+  return math.min(EXPIRY_MARGIN, math.max(0, tok.expiry - now) / 5)
+end
+
+local function expired(self, now)
+  local tok = self.tok
+  return tok.expiry ~= nil and now >= tok.expiry - self.margin
 end
 
 local function stale_at(tok, now)
@@ -50,7 +57,7 @@ function Source:_refresh()
       self.cooldown_until = now + COOLDOWN
       if old.expiry == tok.expiry then self.tok = tok end
     else
-      self.tok, self.stale_at = tok, stale_at(tok, now)
+      self.tok, self.stale_at, self.margin = tok, stale_at(tok, now), margin(tok, now)
       self.cooldown_until = 0
     end
   end
@@ -59,12 +66,13 @@ end
 
 -- Install a token obtained elsewhere (a forced refresh).
 function Source:set(tok)
-  self.tok, self.stale_at, self.cooldown_until = tok, stale_at(tok, self.now()), 0
+  local now = self.now()
+  self.tok, self.stale_at, self.margin, self.cooldown_until = tok, stale_at(tok, now), margin(tok, now), 0
 end
 
 function Source:token()
   local tok, now = self.tok, self.now()
-  if tok and not expired(tok, now) then
+  if tok and not expired(self, now) then
     if not self.stale_at or now < self.stale_at or now < self.cooldown_until or self.refreshing then
       return tok
     end
@@ -75,7 +83,7 @@ function Source:token()
   if self.refreshing then
     if self.wait then
       self.wait(self)
-      if self.tok and not expired(self.tok, self.now()) then return self.tok end
+      if self.tok and not expired(self, self.now()) then return self.tok end
     end
   end
   local fresh, err = self:_refresh()
