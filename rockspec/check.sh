@@ -10,8 +10,13 @@ done
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-luarocks --lua-version 5.4 --tree "$tree" make --deps-mode=none \
-  CURL_INCDIR="/usr/include/$multiarch" rockspec/dbxauth-scm-1.rockspec >"$tree/build.log" 2>&1 \
+# luarocks builds in the source directory (it leaves dbxauth/core.so there): use a copy
+src="$tree/src"
+mkdir -p "$src"
+cp -r csrc lua rockspec "$src"/
+[ -d bin ] && cp -r bin "$src"/
+(cd "$src" && luarocks --lua-version 5.4 --tree "$tree" make --deps-mode=none \
+  CURL_INCDIR="/usr/include/$multiarch" rockspec/dbxauth-scm-1.rockspec) >"$tree/build.log" 2>&1 \
   || { cat "$tree/build.log"; exit 1; }
 LUA_PATH_5_4="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" \
 LUA_CPATH_5_4="$tree/lib/lua/5.4/?.so;;" \
