@@ -55,6 +55,8 @@ build = {
     ["dbxauth.providers.oidc"] = "lua/dbxauth/providers/oidc.lua",
     ["dbxauth.transport"] = "lua/dbxauth/transport/init.lua",
     ["dbxauth.transport.curl"] = "lua/dbxauth/transport/curl.lua",
+    ["dbxauth.transport.ngx"] = "lua/dbxauth/transport/ngx.lua",
+    ["dbxauth.nginx"] = "lua/dbxauth/nginx.lua",
   },
   install = { bin = { dbxauth = "bin/dbxauth" } },
 }
