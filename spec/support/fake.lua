@@ -211,21 +211,50 @@ WS.__index = WS
 local running = {}   -- every server started and not yet stopped (stopped when the state closes)
 local detached = 0   -- servers that outlive this state (their certificates must stay)
 
+-- bash, when present, talks HTTP/1.0 to the admin port through /dev/tcp: about twice as fast
+-- as starting curl, whose startup (~20 ms) dominated specs that call the admin API per test.
+-- The request goes out in one write (a second small write would wait for a delayed ACK), so
+-- bodies larger than that go through curl.
+local BASH = io.open("/bin/bash", "rb") and "/bin/bash" or nil
+local BASH_MAX = 3000
+
+-- One admin request over plain HTTP; returns status code (string) and body, or nil and an error.
+local function admin_request(ws, method, path, body)
+  if BASH and #(body or "") <= BASH_MAX then
+    local req = method .. " /__fake/" .. path .. " HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+    if body then req = req .. "Content-Type: application/json\r\nContent-Length: " .. #body .. "\r\n" end
+    req = req .. "\r\n" .. (body or "")
+    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. ws.http_port .. " && printf %s " .. q(req)
+      .. " >&3 && cat <&3; echo \"__rc=$?\""
+    local p = assert(io.popen(BASH .. " -c " .. q(script) .. " 2>&1", "r"))
+    local out = p:read("*a")
+    p:close()
+    local resp, rc = out:match("^(.-)__rc=(%d+)%s*$")
+    if rc ~= "0" then return nil, "bash /dev/tcp: " .. out end
+    local code, rbody = resp:match("^HTTP/%d%.%d (%d+)[^\n]*\n.-\r?\n\r?\n(.*)$")
+    if not code then return nil, "bad response: " .. resp end
+    return code, rbody
+  end
+  local cmd = { "curl -sS --max-time 30 -X", method, "-w '\\n%{http_code}'" }
+  if body then
+    local file = ws.dir .. "/admin-request.json"
+    write_file(file, body)
+    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. q(file)
+  end
+  cmd[#cmd + 1] = q(ws.http_url .. "/__fake/" .. path)
+  local out, rc = run(table.concat(cmd, " "))
+  if rc ~= 0 then return nil, "curl exit " .. rc .. ": " .. out end
+  local rbody, code = out:match("^(.*)\n(%d+)$")
+  return code, rbody
+end
+
 -- Call the admin API over plain HTTP. Returns the decoded JSON answer.
 function WS:_admin(method, path, body)
   if self._stopped then error("fake: server is stopped", 3) end
-  local cmd = { "curl -sS --max-time 30 -X", method, "-w '\\n%{http_code}'" }
-  if body ~= nil then
-    local file = self.dir .. "/admin-request.json"
-    write_file(file, assert(cjson.encode(body)))
-    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. q(file)
-  end
-  cmd[#cmd + 1] = q(self.http_url .. "/__fake/" .. path)
-  local out, rc = run(table.concat(cmd, " "))
-  if rc ~= 0 then error("fake: admin " .. method .. " " .. path .. ": curl exit " .. rc .. ": " .. out, 3) end
-  local resp, code = out:match("^(.*)\n(%d+)$")
+  local code, resp = admin_request(self, method, path, body ~= nil and assert(cjson.encode(body)) or nil)
+  if not code then error("fake: admin " .. method .. " " .. path .. ": " .. resp, 3) end
   if code ~= "200" then
-    error("fake: admin " .. method .. " " .. path .. " -> " .. tostring(code) .. ": " .. tostring(resp or out), 3)
+    error("fake: admin " .. method .. " " .. path .. " -> " .. tostring(code) .. ": " .. tostring(resp), 3)
   end
   local v, err = cjson.decode(resp)
   if v == nil then error("fake: admin " .. path .. ": bad JSON (" .. tostring(err) .. "): " .. resp, 3) end
