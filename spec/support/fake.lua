@@ -5,9 +5,48 @@
 --
 -- Fields: ws.url ("https://localhost:<port>"), ws.account_url ("https://accounts.localhost:<port>",
 -- same server, chosen by Host), ws.http_url ("http://127.0.0.1:<port2>", same API over plain HTTP),
--- ws.port, ws.http_port, ws.resolve (CURLOPT_RESOLVE entries for both names), ws.ca_file (CA of the
--- server cert; SANs localhost, accounts.localhost, 127.0.0.1), ws.other_ca_file (unrelated CA),
--- ws.dir (nginx prefix; logs/error.log), ws.pid (nginx master), ws.creds (see M.CREDS).
+-- ws.port, ws.http_port, ws.resolve (CURLOPT_RESOLVE entries "host:port:127.0.0.1" for
+-- accounts.localhost, localhost and every app host; ws:app appends new apps' hosts to this same
+-- table), ws.ca_file (CA of the server cert; SANs localhost, accounts.localhost, *.apps.localhost,
+-- 127.0.0.1), ws.other_ca_file (unrelated CA), ws.dir (nginx prefix; logs/error.log), ws.pid
+-- (nginx master), ws.creds (M.CREDS plus actions_request_url = ws.url .. "/__idp/github/token?
+-- api-version=2.0", the GitHub Actions ID-token endpoint; use it with creds.actions_request_token).
+--
+-- What the fake serves (Host decides: localhost / 127.0.0.1 = workspace, accounts.localhost =
+-- account, <app>-<workspace id>.apps.localhost = an app):
+--   GET  /.well-known/databricks-config     host metadata (+ token_federation_default_oidc_audiences:
+--                                           workspace [<base>/oidc/v1/token], account [<account id>])
+--   GET  /oidc/.well-known/oauth-authorization-server, /oidc/accounts/{A}/.well-known/...
+--   GET  /oidc/v1/authorize, /oidc/accounts/{A}/v1/authorize   U2M, auto-approved: 302 to
+--        redirect_uri?code=&state=. client_id databricks-cli or creds.client_id; redirect_uri
+--        http://localhost:<port>[/path] or http://127.0.0.1:<port>[/path] (else 400 HTML page);
+--        response_type=code, scope, code_challenge + code_challenge_method=S256 required (else a
+--        redirect with error=unsupported_response_type / invalid_request / invalid_scope)
+--   POST /oidc/v1/token, /oidc/accounts/{A}/v1/token            grants:
+--        client_credentials (Basic or body); authorization_code (code single use, 60 s;
+--        redirect_uri and client_id as at authorize; code_verifier checked against the S256
+--        challenge; refresh_token only when offline_access was authorized; scope = the authorized
+--        scope); refresh_token (rotates: the old one stops working; errors are exactly
+--        invalid_grant "Refresh token is invalid"); token exchange
+--        (urn:ietf:params:oauth:grant-type:token-exchange; subject_token_type PAT URN = the fake
+--        PAT, workspace only; or JWT URN = a token this fake issued for the same endpoint or an
+--        ID token from ws:idp_token / the GitHub endpoint whose aud is the endpoint's default
+--        audience or the setting federation_audience; client_id = creds.client_id makes the
+--        identity the service principal, none makes it "federated:<sub>"; audience = an app's
+--        oauth2_app_client_id makes the token valid on that app only). U2M identity is
+--        user@example.com. Counters "refresh", "exchange", "exchange <audience|workspace|account>".
+--   GET  /api/2.0/preview/scim/v2/Me, /api/2.0/clusters/list, ANY /api/2.0/fake/echo,
+--        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth)
+--   GET  /__idp/github/token?api-version=2.0[&audience=]   {"value":"<jwt>"}; needs
+--        Authorization: Bearer <creds.actions_request_token>; default aud <base>/oidc/v1/token
+--   app hosts (ws:app_url(name)): GET /api/hello, ANY /api/echo, GET /api/redirect?to=<url> (302).
+--        Checked in order: unknown app 404, token 401 (OAuth tokens of the workspace or tokens
+--        exchanged for this app's audience; not PATs), CAN USE 403 permission_denied, scopes 403
+--        insufficient_scope (token scopes must include effective_user_api_scopes, or all-apis),
+--        not running 404 (app_status RUNNING and compute_status ACTIVE needed), unknown path 404.
+--        Errors are JSON {"error","message"}. Counted as "APP <name> <METHOD> <path>".
+-- Default apps (restored by reset): my-app (scopes sql), scoped-app (dashboards.genie file.files
+-- sql), plain-app (no user_api_scopes), stopped-app (UNAVAILABLE / STOPPED).
 --
 -- start options: workers (1), log_level ("warn"), keep_dir (keep ws.dir after stop; also env
 -- FAKE_KEEP_DIR), detach (not stopped when this Lua state closes or this process dies),
@@ -16,8 +55,13 @@
 -- Methods:
 --   ws:reset()        settings to defaults, faults cleared, counters, tokens, last requests forgotten
 --   ws:set{...}       merge settings, returns the effective ones: metadata (true), discovery (true),
---                     token_lifetime (3600 s; 0 = issued already expired), token_type ("Bearer")
---   ws:fault{...}     path (exact, no query), method (any), status, retry_after (string), count
+--                     token_lifetime (3600 s; 0 = issued already expired), token_type ("Bearer");
+--                     unset unless given: authorize_error (e.g. "access_denied": authorize redirects
+--                     with that error), authorize_error_description, authorize_state (authorize
+--                     redirects carry this state), federation_audience (string or list: ID-token
+--                     audiences accepted besides the default), github_sub (sub of GitHub ID tokens)
+--   ws:fault{...}     path (exact, no query), method (any), host (any; "workspace", "account" or
+--                     an app name), status, retry_after (string), count
 --                     (1; -1 = until reset), delay (seconds before answering), kind:
 --                       "json" (default; {"error_code","message"} by status, default 500; error_code=
 --                       and message= override), "oauth" ({"error","error_description"}, default 400;
@@ -28,7 +72,20 @@
 --                       `content_type`, default 200), "pass" (only the delay, then the normal answer)
 --   ws:clear_faults() remove faults only
 --   ws:counters()     { ["METHOD /path"] = n, total = n }; admin calls not counted; zeros absent
---   ws:last(path)     { method, path, query, headers (lowercased; repeats joined by ", "), body } | nil
+--   ws:last(path)     { method, path, query, headers (lowercased; repeats joined by ", "), body,
+--                     app (app name when it went to an app host) } | nil
+--   ws:app(name[, fields])  add an app (defaults as plain-app) or merge top-level fields into it;
+--                     a field set to fake.NULL is removed; fields = fake.NULL deletes the app.
+--                     Returns the app (nil when deleted). The new app's host is added to ws.resolve.
+--   ws:app_permission(name, identities|nil)  only these identities (token sub: "user@example.com",
+--                     creds.client_id, "federated:<sub>") have CAN USE; nil = everyone (default)
+--   ws:app_url(name)  "https://<name>-<workspace id>.apps.localhost:<port>"
+--   ws:resolve_for(url)  the CURLOPT_RESOLVE entry "host:port:127.0.0.1" for any URL's host:port
+--   ws:idp_token{ sub =, aud =, ttl =, iss = }  JWT from the fake IdP (header RS256/kid "fake", no
+--                     real signature; remembered until reset). Defaults: sub
+--                     "repo:acme/widgets:ref:refs/heads/main", aud ws.url .. "/oidc/v1/token",
+--                     ttl 300 (<= 0: already expired), iss ws.url .. "/__idp"
+--   ws:revoke_refresh_tokens()  every refresh token issued so far becomes invalid
 --   ws:stop()         graceful stop (QUIT, then TERM); idempotent; also done when the Lua state
 --                     closes, and by nginx itself within ~1 s if this process dies.
 --
@@ -40,6 +97,12 @@ local files = require "spec.support.files"
 
 local M = {}
 
+-- Field value for ws:app that removes the field (JSON null).
+M.NULL = cjson.null
+
+-- Apps present after start and after every reset.
+M.APPS = { "my-app", "scoped-app", "plain-app", "stopped-app" }
+
 M.CREDS = {
   pat = "dapi-fake-pat-0123456789abcdef",
   username = "admin@example.com",
@@ -48,6 +111,7 @@ M.CREDS = {
   client_secret = "fake-client-secret-xyz",
   account_id = "fake-account-0001",
   workspace_id = "1234567890",
+  actions_request_token = "fake-actions-request-token",
 }
 
 -- /usr/sbin is often not on a non-root user's PATH
@@ -136,7 +200,7 @@ local function certs()
     "basicConstraints=CA:FALSE",
     "keyUsage=critical,digitalSignature,keyEncipherment",
     "extendedKeyUsage=serverAuth",
-    "subjectAltName=DNS:localhost,DNS:accounts.localhost,IP:127.0.0.1",
+    "subjectAltName=DNS:localhost,DNS:accounts.localhost,DNS:*.apps.localhost,IP:127.0.0.1",
     "",
   }, "\n"))
   must(table.concat({
@@ -289,6 +353,58 @@ function WS:fault(f)
   return self
 end
 
+-- CURLOPT_RESOLVE entry for any URL's host:port ("host:port:127.0.0.1").
+function WS:resolve_for(url)
+  local scheme, host, port = tostring(url):match("^(%a[%w+.-]*)://([^/:?#]+):?(%d*)")
+  if not host then error("fake: resolve_for: cannot parse URL " .. tostring(url), 2) end
+  if port == "" then port = scheme:lower() == "http" and "80" or "443" end
+  return host:lower() .. ":" .. port .. ":127.0.0.1"
+end
+
+function WS:app_url(name)
+  return "https://" .. name .. "-" .. self.creds.workspace_id .. ".apps.localhost:" .. self.port
+end
+
+local function add_resolve(ws, url)
+  local entry = ws:resolve_for(url)
+  for _, e in ipairs(ws.resolve) do if e == entry then return end end
+  ws.resolve[#ws.resolve + 1] = entry
+end
+
+-- Add an app or merge fields into it (fake.NULL removes a field; fields = fake.NULL deletes the
+-- app). Without fields: the app as it is. Returns the app or nil.
+function WS:app(name, fields)
+  assert(type(name) == "string", "ws:app expects a name")
+  assert(fields == nil or fields == M.NULL or type(fields) == "table", "ws:app: fields must be a table")
+  local app = self:_admin("POST", "apps", { name = name, fields = fields }).app
+  if app then add_resolve(self, self:app_url(name)) end
+  return app
+end
+
+-- Restrict CAN USE on an app to a list of identities; nil = everyone.
+function WS:app_permission(name, identities)
+  assert(type(name) == "string", "ws:app_permission expects a name")
+  assert(identities == nil or type(identities) == "table", "ws:app_permission: identities must be a list or nil")
+  self:_admin("POST", "app_permission", { name = name, identities = identities })
+  return self
+end
+
+-- A JWT from the fake identity provider: { sub =, aud =, ttl =, iss = } (see the header).
+function WS:idp_token(claims)
+  claims = claims or {}
+  local body = {}
+  for k, v in pairs(claims) do body[k] = v end
+  body.aud = body.aud or (self.url .. "/oidc/v1/token")
+  body.iss = body.iss or (self.url .. "/__idp")
+  return self:_admin("POST", "idp_token", body).token
+end
+
+-- Invalidate every refresh token issued so far.
+function WS:revoke_refresh_tokens()
+  self:_admin("POST", "revoke_refresh_tokens", {})
+  return self
+end
+
 -- Remove all faults (counters and tokens are kept).
 function WS:clear_faults()
   self:_admin("DELETE", "faults")
@@ -348,6 +464,7 @@ local function start_once(ws, opts)
   local pid, start = self_identity()
   local config = {}
   for k, v in pairs(M.CREDS) do config[k] = v end
+  config.port, config.http_port = port, http_port
   if opts.watch ~= false and not opts.detach then
     config.watch_pid, config.watch_start = pid, start
     -- what the watcher deletes after the controller died without stopping the server
@@ -415,6 +532,8 @@ function M.start(opts)
   ws.other_ca_file = CERTS.other_ca
   ws.creds = {}
   for k, v in pairs(M.CREDS) do ws.creds[k] = v end
+  ws.creds.actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0"
+  for _, name in ipairs(M.APPS) do add_resolve(ws, ws:app_url(name)) end
   ws.pid = tonumber(read_file(ws.dir .. "/logs/nginx.pid") or "")
   if opts.detach then detached = detached + 1 else running[ws] = true end
 

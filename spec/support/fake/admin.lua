@@ -6,8 +6,16 @@
 --   POST /__fake/faults    {..}     -> append one fault (see fake.lua ws:fault)
 --   DELETE /__fake/faults           -> clear faults
 --   GET  /__fake/counters           -> {"counters":{"METHOD path":n,...,"total":n}} (zeros absent)
---   GET  /__fake/last?path=/p       -> {"request":{method,path,query,headers,body}} or {}
+--   GET  /__fake/last?path=/p       -> {"request":{method,path,query,headers,body[,app]}} or {}
+--   POST /__fake/apps {name,fields} -> add an app / merge fields (JSON null removes a field;
+--                                      fields = null deletes the app); {"app":{...}} or {}
+--   POST /__fake/app_permission {name,identities} -> CAN USE list (absent: everyone)
+--   POST /__fake/idp_token {iss,sub,aud,ttl} -> {"token":"<jwt>"}
+--   POST /__fake/revoke_refresh_tokens -> every refresh token issued so far stops working
 local common = require "spec.support.fake.common"
+local idp = require "spec.support.fake.idp"
+local oauth = require "spec.support.fake.oauth"
+local cjson = require "cjson.safe"
 
 local ngx = ngx
 local M = {}
@@ -109,7 +117,9 @@ local function decode_last(path, rec)
     value = value:gsub("[ \t]+$", "")
     headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
   end
-  return { method = fields[1], path = path, query = fields[2], body = fields[3], headers = headers }
+  local app = headers.host and headers.host:lower():match("^([^:]+)%.apps%.localhost")
+  app = app and app:match("^(.+)%-" .. tostring(common.config.workspace_id) .. "$") or app
+  return { method = fields[1], path = path, query = fields[2], body = fields[3], headers = headers, app = app }
 end
 
 handlers["GET last"] = function()
@@ -117,6 +127,53 @@ handlers["GET last"] = function()
   local rec = type(path) == "string" and common.last:get(path)
   if not rec then return common.send(200, "{}") end
   return common.json(200, { request = decode_last(path, rec) })
+end
+
+handlers["POST apps"] = function()
+  local req = read_json()
+  if not req or type(req.name) ~= "string" or not req.name:match("^[%w%-]+$") then
+    return bad("apps: JSON object with a name (letters, digits, -) expected")
+  end
+  local d = common.dict
+  local store = common.decode(d:get("apps") or "null")
+  if type(store) ~= "table" then store = common.default_apps() end
+  local fields, name = req.fields, req.name
+  if fields == cjson.null then
+    store[name] = nil
+  elseif type(fields) == "table" then
+    local app = store[name] or common.new_app(name)
+    for k, v in pairs(fields) do
+      if v == cjson.null then app[k] = nil else app[k] = v end
+    end
+    store[name] = app
+  end
+  d:set("apps", common.encode(store))
+  bump_version()
+  if store[name] == nil then return common.send(200, "{}") end
+  return common.json(200, { app = store[name] })
+end
+
+handlers["POST app_permission"] = function()
+  local req = read_json()
+  if not req or type(req.name) ~= "string" then return bad("app_permission: JSON object with a name expected") end
+  local d = common.dict
+  local perms = common.decode(d:get("app_perms") or "null")
+  if type(perms) ~= "table" then perms = {} end
+  perms[req.name] = type(req.identities) == "table" and req.identities or nil
+  d:set("app_perms", common.encode(perms))
+  bump_version()
+  return common.json(200, { ok = true })
+end
+
+handlers["POST idp_token"] = function()
+  local req = read_json()
+  if not req then return bad("idp_token: JSON object expected") end
+  return common.json(200, { token = idp.issue(req) })
+end
+
+handlers["POST revoke_refresh_tokens"] = function()
+  oauth.revoke_refresh_tokens()
+  return common.json(200, { ok = true })
 end
 
 function M.handle(name)

@@ -1,12 +1,16 @@
 -- Entry point of the fake Databricks workspace (runs inside nginx; see fake/nginx.conf).
 -- Every non-admin request: count it, record it as the path's last request, apply a matching
--- fault if any, then route it.
+-- fault if any, then route it. Requests whose Host ends in .apps.localhost go to an app
+-- (fake/apps.lua) instead of the workspace routes.
 local common = require "spec.support.fake.common"
 local oauth = require "spec.support.fake.oauth"
 local api = require "spec.support.fake.api"
+local apps = require "spec.support.fake.apps"
+local idp = require "spec.support.fake.idp"
 local admin = require "spec.support.fake.admin"
 
 local ngx = ngx
+local find = string.find
 local M = {}
 
 -- ------------------------------------------------------------------ routes
@@ -15,6 +19,8 @@ M.routes = {
   ["/.well-known/databricks-config"] = { GET = oauth.host_metadata },
   ["/oidc/.well-known/oauth-authorization-server"] = { GET = oauth.discovery_workspace },
   ["/oidc/v1/token"] = { POST = oauth.token_workspace },
+  ["/oidc/v1/authorize"] = { GET = oauth.authorize_workspace },
+  ["/__idp/github/token"] = { GET = idp.github_token },
   ["/api/2.0/preview/scim/v2/Me"] = { GET = api.me },
   ["/api/2.0/clusters/list"] = { GET = api.clusters_list },
   ["/api/2.0/fake/echo"] = { ANY = api.echo },
@@ -24,6 +30,8 @@ M.routes = {
 M.pattern_routes = {
   { "^/oidc/accounts/([^/]+)/%.well%-known/oauth%-authorization%-server$", { GET = oauth.discovery_account } },
   { "^/oidc/accounts/([^/]+)/v1/token$", { POST = oauth.token_account } },
+  { "^/oidc/accounts/([^/]+)/v1/authorize$", { GET = oauth.authorize_account } },
+  { "^/api/2%.0/apps/([^/]+)$", { GET = apps.get } },
   { "^/api/2%.0/accounts/([^/]+)/workspaces$", { GET = api.account_workspaces } },
 }
 
@@ -130,14 +138,23 @@ local function apply_fault(f)
   return true
 end
 
--- First fault matching path/method that still has a count left (consumed atomically).
-local function take_fault(method, uri)
+-- Does fault host `want` ("workspace", "account" or an app name) match this request?
+-- app: the app name for app hosts, nil otherwise.
+local function host_matches(want, app)
+  if app then return want == app end
+  if want == "account" then return common.is_account_host() end
+  return want == "workspace" and not common.is_account_host()
+end
+
+-- First fault matching path/method(/host) that still has a count left (consumed atomically).
+local function take_fault(method, uri, app)
   local faults = common.faults()
   if #faults == 0 then return nil end
   local d = common.dict
   for i = 1, #faults do
     local f = faults[i]
-    if f.path == uri and (f.method == nil or f.method == method) then
+    if f.path == uri and (f.method == nil or f.method == method)
+      and (f.host == nil or host_matches(f.host, app)) then
       if f.count < 0 then return f end
       local left = d:incr("fault_left:" .. f.id, -1)
       if left and left >= 0 then return f end
@@ -150,9 +167,9 @@ end
 
 -- Hot path: no JSON here. The last request is stored as length-prefixed fields plus the raw
 -- header block, and decoded by admin.lua only when asked for (M.decode_last).
-local function record(method, uri)
+local function record(key, method, uri)
   local counters = common.counters
-  counters:incr(method .. " " .. uri, 1, 0)
+  counters:incr(key, 1, 0)
   counters:incr("total", 1, 0)
   local args, body = ngx.var.args or "", common.body()
   common.last:set(uri, #method .. ":" .. method .. #args .. ":" .. args .. #body .. ":" .. body
@@ -165,8 +182,15 @@ local function handle()
   local admin_name = uri:match("^/__fake/(.*)$")
   if admin_name then return admin.handle(admin_name) end
   local method = ngx.req.get_method()
-  record(method, uri)
-  local f = take_fault(method, uri)
+  local app = find(ngx.var.host, ".apps.localhost", 1, true) and apps.name_of(ngx.var.host)
+  if app then
+    record("APP " .. app .. " " .. method .. " " .. uri, method, uri)
+    local f = take_fault(method, uri, app)
+    if f and apply_fault(f) then return end
+    return apps.handle(app, method, uri)
+  end
+  record(method .. " " .. uri, method, uri)
+  local f = take_fault(method, uri, nil)
   if f and apply_fault(f) then return end
   return route(method, uri)
 end

@@ -48,6 +48,113 @@ end
 function M.settings() M.refresh(); return settings end
 function M.faults() M.refresh(); return faults end
 
+-- ------------------------------------------------------------------ apps (Databricks Apps)
+-- The app store lives in the shared dict as JSON: "apps" (name -> app object; absent = the
+-- defaults below) and "app_perms" (name -> list of identities with CAN USE; absent = everyone).
+-- Workers cache the decoded store per "ver", like settings.
+
+-- Deterministic uuid-like string from a seed.
+local function uuid(seed)
+  local h = ngx.md5(seed)
+  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21, 32)
+end
+
+-- Hostname (no port) of an app: <name>-<workspace id>.apps.localhost
+function M.app_hostname(name)
+  return name .. "-" .. tostring(M.config.workspace_id) .. ".apps.localhost"
+end
+
+-- A new app with every field filled in: RUNNING on ACTIVE compute, no user_api_scopes.
+function M.new_app(name)
+  return {
+    name = name,
+    id = uuid("app:" .. name),
+    url = "https://" .. M.app_hostname(name) .. ":" .. tostring(M.config.port),
+    description = "Fake app " .. name,
+    create_time = "2025-01-01T00:00:00Z",
+    creator = "user@example.com",
+    oauth2_app_client_id = "app-client-" .. name,
+    oauth2_app_integration_id = "integ-" .. name,
+    service_principal_client_id = uuid("sp:" .. name),
+    service_principal_id = 7100000000 + tonumber(ngx.md5("spid:" .. name):sub(1, 6), 16),
+    service_principal_name = "app-" .. name,
+    app_status = { state = "RUNNING", message = "App is running" },
+    compute_status = { state = "ACTIVE", message = "App compute is running." },
+  }
+end
+
+function M.default_apps()
+  local apps = {}
+  for _, name in ipairs { "my-app", "scoped-app", "plain-app", "stopped-app" } do apps[name] = M.new_app(name) end
+  apps["my-app"].user_api_scopes = { "sql" }
+  apps["my-app"].effective_user_api_scopes = { "sql" }
+  apps["scoped-app"].user_api_scopes = { "dashboards.genie", "file.files", "sql" }
+  apps["scoped-app"].effective_user_api_scopes = { "dashboards.genie", "file.files", "sql" }
+  apps["stopped-app"].app_status = { state = "UNAVAILABLE", message = "App is not running" }
+  apps["stopped-app"].compute_status = { state = "STOPPED", message = "App compute is stopped." }
+  return apps
+end
+
+local apps_ver, apps, app_perms = -1, nil, nil
+
+local function refresh_apps()
+  local ver = M.dict:get("ver") or 0
+  if ver ~= apps_ver then
+    local a = M.decode(M.dict:get("apps") or "null")
+    apps = type(a) == "table" and a or M.default_apps()
+    local p = M.decode(M.dict:get("app_perms") or "null")
+    app_perms = type(p) == "table" and p or {}
+    apps_ver = ver
+  end
+end
+
+-- name -> app object (do not modify).
+function M.apps() refresh_apps(); return apps end
+-- name -> list of identities allowed to use the app (absent: everyone).
+function M.app_perms() refresh_apps(); return app_perms end
+
+-- The app whose oauth2_app_client_id is `client_id`, or nil.
+function M.app_by_client_id(client_id)
+  for _, app in pairs(M.apps()) do
+    if app.oauth2_app_client_id == client_id then return app end
+  end
+  return nil
+end
+
+-- ------------------------------------------------------------------ crypto helpers
+
+-- base64url without padding (RFC 7636 appendix A).
+function M.b64url(s)
+  return (ngx.encode_base64(s, true):gsub("[+/]", { ["+"] = "-", ["/"] = "_" }))
+end
+
+function M.b64url_decode(s)
+  s = s:gsub("[-_]", { ["-"] = "+", ["_"] = "/" })
+  local pad = #s % 4
+  if pad == 2 then s = s .. "==" elseif pad == 3 then s = s .. "=" elseif pad == 1 then return nil end
+  return ngx.decode_base64(s)
+end
+
+-- SHA-256 with libcrypto's one-shot SHA256(), which nginx already links (no extra package).
+local sha256_buf
+function M.sha256(s)
+  if not sha256_buf then
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);")
+    sha256_buf = ffi.new("unsigned char[32]")
+  end
+  local ffi = require "ffi"
+  ffi.C.SHA256(s, #s, sha256_buf)
+  return ffi.string(sha256_buf, 32)
+end
+
+-- Random hex string (n bytes of md5 output; not cryptographic, which a fake does not need).
+local rnd_seq = 0
+function M.random_hex()
+  rnd_seq = rnd_seq + 1
+  return ngx.md5(ngx.worker.pid() .. ":" .. rnd_seq .. ":" .. ngx.now() .. ":" .. math.random())
+end
+
 -- scheme://Host as the client sent it, so documents point back to the URL the client used.
 function M.base()
   local var = ngx.var
