@@ -77,7 +77,7 @@ test-54: build
 	$(LUA54) $(BUSTED)
 
 demo: deps build
-	$(LUA54) examples/demo_runner.lua examples/m2m.lua
+	$(LUA54) examples/demo_runner.lua examples/m2m.lua examples/app_call.lua
 
 bench: deps build build/bench/raw_curl
 	$(LUA54) bench/run.lua

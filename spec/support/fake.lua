@@ -5,7 +5,8 @@
 --
 -- Fields: ws.url ("https://localhost:<port>"), ws.account_url ("https://accounts.localhost:<port>",
 -- same server, chosen by Host), ws.http_url ("http://127.0.0.1:<port2>", same API over plain HTTP),
--- ws.port, ws.http_port, ws.resolve (CURLOPT_RESOLVE entries "host:port:127.0.0.1" for
+-- ws.port, ws.http_port, ws.app_port (where the localhost_app setting's app answers as
+-- https://localhost:<app_port>), ws.resolve (CURLOPT_RESOLVE entries "host:port:127.0.0.1" for
 -- accounts.localhost, localhost and every app host; ws:app appends new apps' hosts to this same
 -- table), ws.ca_file (CA of the server cert; SANs localhost, accounts.localhost, *.apps.localhost,
 -- 127.0.0.1), ws.other_ca_file (unrelated CA), ws.dir (nginx prefix; logs/error.log), ws.pid
@@ -253,10 +254,11 @@ end
 -- Two distinct free ports below the ephemeral range.
 local function pick_ports()
   local used = used_ports()
-  local a, b
+  local a, b, c
   repeat a = random(20000, 32000) until not used[a]
   repeat b = random(20000, 32000) until not used[b] and b ~= a
-  return a, b
+  repeat c = random(20000, 32000) until not used[c] and c ~= a and c ~= b
+  return a, b, c
 end
 
 local function render(template, vars)
@@ -460,11 +462,11 @@ end
 
 local function start_once(ws, opts)
   local c = certs()
-  local port, http_port = pick_ports()
+  local port, http_port, app_port = pick_ports()
   local pid, start = self_identity()
   local config = {}
   for k, v in pairs(M.CREDS) do config[k] = v end
-  config.port, config.http_port = port, http_port
+  config.port, config.http_port, config.app_port = port, http_port, app_port
   if opts.watch ~= false and not opts.detach then
     config.watch_pid, config.watch_start = pid, start
     -- what the watcher deletes after the controller died without stopping the server
@@ -480,12 +482,13 @@ local function start_once(ws, opts)
     PREFIX = ws.dir .. "/",
     PORT = port,
     HTTP_PORT = http_port,
+    APP_PORT = app_port,
     CERT = c.cert,
     KEY = c.key,
   }))
   write_file(ws.dir .. "/logs/error.log", "")
   local out, rc = run(q(NGINX) .. " -p " .. q(ws.dir .. "/") .. " -c conf/nginx.conf -e logs/error.log")
-  return rc == 0, out, port, http_port
+  return rc == 0, out, port, http_port, app_port
 end
 
 local function wait_ready(ws)
@@ -510,9 +513,9 @@ function M.start(opts)
   must("mkdir -p " .. q(ws.dir .. "/conf") .. " " .. q(ws.dir .. "/logs") .. " " .. q(ws.dir .. "/temp")
     .. " && chmod 0755 " .. q(ws.dir), "mkdir")
 
-  local ok, out, port, http_port
+  local ok, out, port, http_port, app_port
   for _ = 1, 8 do
-    ok, out, port, http_port = start_once(ws, opts)
+    ok, out, port, http_port, app_port = start_once(ws, opts)
     if ok then break end
     local log = read_file(ws.dir .. "/logs/error.log") or ""
     if not (out .. log):find("Address already in use", 1, true) then break end
@@ -523,7 +526,7 @@ function M.start(opts)
     error(msg, 2)
   end
 
-  ws.port, ws.http_port = port, http_port
+  ws.port, ws.http_port, ws.app_port = port, http_port, app_port
   ws.url = "https://localhost:" .. port
   ws.account_url = "https://accounts.localhost:" .. port
   ws.http_url = "http://127.0.0.1:" .. http_port

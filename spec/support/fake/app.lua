@@ -183,6 +183,9 @@ local function handle()
   if admin_name then return admin.handle(admin_name) end
   local method = ngx.req.get_method()
   local app = find(ngx.var.host, ".apps.localhost", 1, true) and apps.name_of(ngx.var.host)
+  if not app and ngx.var.server_port == tostring(common.config.app_port) then
+    app = common.settings().localhost_app or "?localhost"
+  end
   if app then
     record("APP " .. app .. " " .. method .. " " .. uri, method, uri)
     local f = take_fault(method, uri, app)

@@ -18,6 +18,12 @@ function M.get(name)
     return common.api_error(404, "RESOURCE_DOES_NOT_EXIST",
       "App with name " .. ngx.unescape_uri(name) .. " does not exist or is deleted.")
   end
+  if common.settings().localhost_app == app.name then
+    local copy = {}
+    for k, v in pairs(app) do copy[k] = v end
+    copy.url = "https://localhost:" .. tostring(common.config.app_port)
+    app = copy
+  end
   return common.json(200, app)
 end
 

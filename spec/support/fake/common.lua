@@ -17,6 +17,8 @@ M.DEFAULT_SETTINGS = {
   discovery = true,         -- serve the OIDC authorization-server documents
   token_lifetime = 3600,    -- seconds; expires_in of issued tokens
   token_type = "Bearer",    -- token_type of token responses
+  localhost_app = false,    -- an app name: served at https://localhost:<app_port> (resolvable
+                            -- without --resolve lists: the demo and examples use it)
 }
 
 -- Debian's lua-cjson (mpx 2.1.0) escapes "/" as "\/" and has no switch to turn that off.
