@@ -194,9 +194,11 @@ describe("fake workspace", function()
 
     it("set merges settings and returns the effective ones", function()
       local s = ws:set { token_lifetime = 2 }
-      assert.same({ metadata = true, discovery = true, token_lifetime = 2, token_type = "Bearer" }, s)
+      assert.same({ metadata = true, discovery = true, token_lifetime = 2, token_type = "Bearer",
+        localhost_app = false }, s)
       s = ws:set { metadata = false }
-      assert.same({ metadata = false, discovery = true, token_lifetime = 2, token_type = "Bearer" }, s)
+      assert.same({ metadata = false, discovery = true, token_lifetime = 2, token_type = "Bearer",
+        localhost_app = false }, s)
     end)
 
     it("rejects an unknown fault kind", function()
