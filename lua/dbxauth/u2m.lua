@@ -150,26 +150,32 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
+local function succeeded(ok)
+  return ok == true or ok == 0
+end
+
 -- BROWSER (with %s standing for the URL, as Python's webbrowser reads it), else xdg-open or
--- open. Returns true when a command was started.
+-- open when installed. Started in the background; returns false when there is nothing to
+-- start, so the caller prints the URL instead.
 local function open_browser(url, getenv)
-  local cmds = {}
+  local cmd
   local browser = getenv("BROWSER")
   if browser and browser ~= "" then
     if browser:find("%s", 1, true) then
-      cmds[1] = browser:gsub("%%s", (shell_quote(url):gsub("%%", "%%%%")))
+      cmd = browser:gsub("%%s", (shell_quote(url):gsub("%%", "%%%%")))
     else
-      cmds[1] = browser .. " " .. shell_quote(url)
+      cmd = browser .. " " .. shell_quote(url)
     end
   else
-    cmds[1] = "command -v xdg-open >/dev/null 2>&1 && xdg-open " .. shell_quote(url)
-    cmds[2] = "command -v open >/dev/null 2>&1 && open " .. shell_quote(url)
+    for _, opener in ipairs { "xdg-open", "open" } do
+      if succeeded(os.execute("command -v " .. opener .. " >/dev/null 2>&1")) then
+        cmd = opener .. " " .. shell_quote(url)
+        break
+      end
+    end
   end
-  for _, cmd in ipairs(cmds) do
-    local ok = os.execute("(" .. cmd .. ") >/dev/null 2>&1 </dev/null &")
-    if ok == true or ok == 0 then return true end
-  end
-  return false
+  if not cmd then return false end
+  return succeeded(os.execute("(" .. cmd .. ") >/dev/null 2>&1 </dev/null &"))
 end
 
 local function html_escape(s)
