@@ -13,8 +13,11 @@ local DEFAULT_SECTION = "DEFAULT"
 local ORDER_KEY = "__order"
 local BOM = "\239\187\191"
 
+-- Linear in #s: gsub("%s+$", "") would be quadratic in a long run of blanks inside a line.
 local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  local i = s:find("%S")
+  if not i then return "" end
+  return s:match(".*%S", i)
 end
 
 local function ltrim(s)
@@ -135,14 +138,17 @@ end
 -- A trailing backslash joins the next (trimmed) lines until one does not end in `\` or a
 -- blank line is met. As in go-ini, the joined value gets no comment or quote processing.
 function Parser:read_continuation(v)
-  local val = v:sub(1, -2)
+  -- parts, joined once: appending line by line is quadratic in a long run of continuations
+  local parts = { v:sub(1, -2) }
   while true do
     local nxt = self:next_line()
     nxt = nxt and trim(nxt) or ""
-    if nxt == "" then return val end
-    val = val .. nxt
-    if val:sub(-1) ~= "\\" then return val end
-    val = val:sub(1, -2)
+    if nxt == "" then return table.concat(parts) end
+    if nxt:sub(-1) ~= "\\" then
+      parts[#parts + 1] = nxt
+      return table.concat(parts)
+    end
+    parts[#parts + 1] = nxt:sub(1, -2)
   end
 end
 
