@@ -17,6 +17,7 @@
 --
 -- Pure apart from reading the config file; the environment comes in through ctx.getenv so that
 -- specs and embedders (nginx workers) decide what the process environment is.
+local core = require("dbxauth.core")
 local errors = require("dbxauth.errors")
 local host = require("dbxauth.host")
 local ini = require("dbxauth.ini")
@@ -142,8 +143,11 @@ local function parse_int(s)
   return n
 end
 
+-- Linear in #s: the usual gsub("%s+$", "") is quadratic in a long run of inner blanks.
 local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  local i = s:find("%S")
+  if not i then return "" end
+  return s:match(".*%S", i)
 end
 
 -- D18: trim, drop empties, de-duplicate, sort. nil when nothing is left, so that an empty
@@ -380,18 +384,27 @@ local function os_error(op, path, msg)
 end
 
 local ENOENT = 2
+local MAX_CONFIG_FILE = 16 * 1024 * 1024
 
 -- text | nil, message | nil, nil, true when the file does not exist (silently skipped).
+-- Read with a size limit and without blocking: DATABRICKS_CONFIG_FILE=/dev/zero or a FIFO
+-- must fail, not hang or eat the memory.
 local function read_file(path)
-  local f, msg, code = io.open(path, "rb")
+  local text, code, cmsg = core.read_file(path, MAX_CONFIG_FILE)
+  if text then return text end
+  if code == "not_found" then return nil, nil, true end
+  if code == "too_large" then
+    return nil, "read " .. path .. ": larger than " .. MAX_CONFIG_FILE .. " bytes; not a config file"
+  end
+  -- The OS's words in Go's form ("open /p: permission denied", "read /p: is a directory").
+  local f, msg, ocode = io.open(path, "rb")
   if not f then
-    if code == ENOENT then return nil, nil, true end
+    if ocode == ENOENT then return nil, nil, true end
     return nil, os_error("open", path, msg)
   end
-  local text, rmsg = f:read("*a")
+  local _, rmsg = f:read(0)
   f:close()
-  if not text then return nil, os_error("read", path, rmsg) end
-  return text
+  return nil, os_error("read", path, rmsg or (cmsg and cmsg:match(": ([^:]*)$")) or cmsg)
 end
 
 local function reserved_error(path)
@@ -480,8 +493,25 @@ local function auth_groups(st)
   return list
 end
 
+-- Values end up in URLs and HTTP headers: CR, LF or NUL in them is never intended and could
+-- split a request. google_credentials is JSON and may span lines.
+local MULTILINE = { google_credentials = true }
+
+local function control_characters(st)
+  for _, a in ipairs(ATTRIBUTES) do
+    local v = st.values[a.name]
+    if type(v) == "string" and not MULTILINE[a.name] and v:find("[\r\n%z]") then
+      local src = st.sources[a.name] == "env" and (" (from " .. st.env_names[a.name] .. ")")
+        or st.sources[a.name] == "file" and " (from the config file)" or ""
+      return a.label .. src .. " contains a CR, LF or NUL character"
+    end
+  end
+end
+
 local function validate(st)
   if st.alias_conflict then return st.alias_conflict end
+  local ctl = control_characters(st)
+  if ctl then return ctl end
   local groups = auth_groups(st)
   if #groups > 1 and st.values.auth_type == nil then
     return "more than one authorization method configured: " .. table.concat(groups, " and ")
@@ -537,10 +567,23 @@ end
 -----------------------------------------------------------------------------------------------
 -- Messages and derived values.
 
-local function format_value(v)
-  if type(v) == "table" then return table.concat(v, ",") end
+local MAX_SHOWN = 200
+
+-- What the debug suffix shows of a value: a URL's userinfo (user:password@) masked, control
+-- characters escaped and very long values cut, so that a hostile value cannot smuggle a
+-- secret, a terminal escape or megabytes into an error message.
+local function shown(name, s)
+  if name == "host" or name:find("_url$") then
+    s = s:gsub("^([%a][%w+.%-]*://)[^/?#]*@", "%1***@")
+  end
+  if #s > MAX_SHOWN then s = s:sub(1, MAX_SHOWN) .. "..." end
+  return (s:gsub("%c", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
+local function format_value(v, name)
+  if type(v) == "table" then return shown(name, table.concat(v, ",")) end
   if is_integer(v) then return string.format("%d", v) end
-  return tostring(v)
+  return shown(name, tostring(v))
 end
 
 -- ". Config: host=https://x, token=***. Env: DATABRICKS_HOST, DATABRICKS_TOKEN" or "" (§2.8).
@@ -550,7 +593,7 @@ function _M.debug_suffix(state)
   for _, a in ipairs(ATTRIBUTES) do
     local v = state.values[a.name]
     if v ~= nil and not a.internal then
-      cfg[#cfg + 1] = a.label .. "=" .. (a.sensitive and "***" or format_value(v))
+      cfg[#cfg + 1] = a.label .. "=" .. (a.sensitive and "***" or format_value(v, a.name))
       for _, var in ipairs(state.env_present and state.env_present[a.name] or {}) do
         envs[#envs + 1] = var
       end
