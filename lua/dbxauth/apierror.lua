@@ -40,36 +40,64 @@ local HINTS = {
 }
 
 local MAX_SNIPPET = 200
+-- Unstructured bodies are only looked at this far: a server may send megabytes (up to
+-- max_response_bytes) built to make pattern matching slow.
+local MAX_SCAN = 64 * 1024
+-- Texts taken from structured error documents are cut here, and their control characters
+-- (terminal escapes, CR) blanked: they end up in logs and on terminals.
+local MAX_MESSAGE = 1024
+local MAX_CODE = 128
 
 function _M.status_text(status)
   return STATUS_TEXT[status] or ("HTTP " .. tostring(status))
 end
 
+-- Linear in #s (gsub("%s+$", "") is quadratic in a long run of inner blanks).
 local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  local i = s:find("%S")
+  if not i then return "" end
+  return s:match(".*%S", i)
 end
 
 local function snippet(s)
-  s = trim(s:gsub("[%c]+", " "))
+  s = trim(s:sub(1, MAX_SCAN):gsub("[%c]+", " "))
   if #s > MAX_SNIPPET then s = s:sub(1, MAX_SNIPPET) .. "…" end
   return s
+end
+
+-- A server's text as it may appear in a message: newlines and tabs kept, other control
+-- characters blanked, at most `max` bytes.
+local function clean(s, max)
+  if #s > max then s = s:sub(1, max) .. "…" end
+  return (s:gsub("[%z\1-\8\11-\31\127]", " "))
 end
 
 local function is_html(body, ctype)
   return (ctype and ctype:lower():find("text/html", 1, true)) or body:find("^%s*<") ~= nil
 end
 
+-- The text between the first `open` and the next `close` (plain finds: linear), or nil.
+local function between(s, open, close)
+  local a = s:find(open, 1, true)
+  if not a then return nil end
+  local b = s:find(close, a + #open, true)
+  if not b then return nil end
+  return a + #open, b - 1
+end
+
 local function html_message(body)
-  local pre = body:match("<pre>(.-)</pre>")
-  if pre then return snippet(pre) end
-  local title = body:match("<[Tt][Ii][Tt][Ll][Ee]>(.-)</[Tt][Ii][Tt][Ll][Ee]>")
+  body = body:sub(1, MAX_SCAN)
+  local a, b = between(body, "<pre>", "</pre>")
+  if a then return snippet(body:sub(a, b)) end
+  a, b = between(body:lower(), "<title>", "</title>")
+  local title = a and body:sub(a, b)
   if title and trim(title) ~= "" then return "HTML error page: " .. snippet(title) end
   return "HTML error page"
 end
 
-local function str(v)
-  if type(v) == "string" then return v end
-  if type(v) == "number" then return string.format("%d", v) end
+local function str(v, max)
+  if type(v) == "string" then return clean(v, max or MAX_MESSAGE) end
+  if type(v) == "number" and v == v and v > -2^53 and v < 2^53 then return string.format("%d", v) end
   return nil
 end
 
@@ -77,25 +105,28 @@ end
 local function from_json(doc)
   if type(doc) ~= "table" then return nil end
   if doc.error_code ~= nil or (doc.message ~= nil and doc.error == nil) then
-    return { error_code = str(doc.error_code), message = str(doc.message) }
+    return { error_code = str(doc.error_code, MAX_CODE), message = str(doc.message) }
   end
   if doc.scimType ~= nil or doc.detail ~= nil then
     local detail = str(doc.detail) or "SCIM API Internal Error"
-    local msg = doc.scimType and (tostring(doc.scimType) .. " " .. detail) or detail
-    return { error_code = "SCIM_" .. (str(doc.status) or ""), message = msg }
+    local scim = str(doc.scimType, MAX_CODE)
+    local msg = scim and (scim .. " " .. detail) or detail
+    return { error_code = "SCIM_" .. (str(doc.status, MAX_CODE) or ""), message = msg }
   end
-  if type(doc.error) == "string" and type(doc.message) == "string" then
-    return { error_code = doc.error, message = doc.message }
+  local err = type(doc.error) == "string" and str(doc.error, MAX_CODE) or nil
+  if err and type(doc.message) == "string" then
+    return { error_code = err, message = str(doc.message) }
   end
-  if type(doc.error) == "string" then
+  if err then
     local desc = str(doc.error_description) or str(doc.errorSummary)
     if desc then
-      return { oauth_error = doc.error, message = desc .. " (error code: " .. doc.error .. ")" }
+      return { oauth_error = err, message = desc .. " (error code: " .. err .. ")" }
     end
-    return { message = doc.error, oauth_error = doc.error }
+    return { message = err, oauth_error = err }
   end
   if type(doc.errorCode) == "string" then
-    return { oauth_error = doc.errorCode, message = str(doc.errorSummary) or doc.errorCode }
+    local code = str(doc.errorCode, MAX_CODE)
+    return { oauth_error = code, message = str(doc.errorSummary) or code }
   end
   return nil
 end
