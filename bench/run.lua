@@ -43,18 +43,39 @@ local ok, err = pcall(function()
     { "cfg:request luajit", PATHSJIT .. "luajit bench/requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file) .. " "
       .. q(pat) .. " " .. N },
   }
-  local best = {}
-  for _ = 1, 3 do
-    for i, r in ipairs(runs) do
-      local v = rate(sh(r[2]))
-      best[i] = math.max(best[i] or 0, v)
+  local function compare(list)
+    local best = {}
+    for _ = 1, 3 do
+      for i, r in ipairs(list) do best[i] = math.max(best[i] or 0, rate(sh(r[2]))) end
     end
+    for i, r in ipairs(list) do
+      print(string.format("%-20s %8.0f req/s (best of 3, %d requests each)", r[1], best[i], N))
+    end
+    return best
   end
-  for i, r in ipairs(runs) do
-    print(string.format("%-20s %8.0f req/s (best of 3, %d requests each)", r[1], best[i], N))
-  end
+  local best = compare(runs)
   print(string.format("ratio cfg:request / raw libcurl: lua5.4 %.2f, luajit %.2f",
     best[2] / best[1], best[3] / best[1]))
+
+  print("== app_request with a cached exchanged token (goal >= 0.9 x raw libcurl to the same app endpoint)")
+  ws:set { localhost_app = "my-app" }
+  local app_cfg = assert(dbxauth.config({ host = ws.url, token = pat, ca_file = ws.ca_file },
+    { env = {}, home = "/nonexistent" }))
+  local app_tok = assert(app_cfg:app_token { app = "my-app" })
+  local app_url = "https://localhost:" .. ws.app_port .. "/api/hello"
+  local app_best = compare {
+    { "raw libcurl (C)", "build/bench/raw_curl " .. q(app_url) .. " " .. q(ws.ca_file) .. " " .. N .. " "
+      .. q("Authorization: Bearer " .. app_tok.access_token) .. " " .. q("Accept: application/json") .. " "
+      .. q("User-Agent: " .. require("dbxauth.useragent").build(dbxauth.VERSION, "pat", os.getenv)) },
+    { "app_request lua5.4", PATHS54 .. "lua5.4 bench/app_requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file)
+      .. " " .. q(pat) .. " " .. N },
+  }
+  print(string.format("ratio app_request / raw libcurl: %.2f", app_best[2] / app_best[1]))
+  ws:reset()
+  ws:set { localhost_app = "my-app" }
+  sh(PATHS54 .. "lua5.4 bench/app_requests.lua " .. q(ws.url) .. " " .. q(ws.ca_file) .. " " .. q(pat) .. " 9800")
+  print(string.format("token exchanges for 10,000 app requests in one token lifetime (goal 1): %d",
+    ws:counters().exchange or 0))
 
   print("== fake workspace throughput (goal > 20000 req/s; wrk, 16 connections, TLS keep-alive)")
   local wrk = sh("wrk -t1 -c16 -d3s -H " .. q("Authorization: Bearer " .. pat) .. " " .. q(url))
