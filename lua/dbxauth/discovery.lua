@@ -1,11 +1,14 @@
 -- Where a host's OAuth endpoints are (decision D9), cached per host so that every
 -- configuration for the same workspace shares one lookup:
 --   1. host metadata  GET {host}/.well-known/databricks-config  (best effort, one attempt)
---   2. an explicit discovery_url is fetched;
+--   2. an explicit discovery_url is fetched, and its failure is the answer;
 --   3. an OIDC root from host metadata gives the endpoints directly (saves a round trip);
 --   4. account hosts use {host}/oidc/accounts/{account_id}/v1/...;
 --   5. workspaces fetch {host}/oidc/.well-known/oauth-authorization-server; a 404 there means
 --      the host has no Databricks OAuth, other failures fall back to {host}/oidc/v1/....
+-- Endpoints must be on the origin of the document that names them (metadata: the host;
+-- discovery: the document's URL): a document naming another host or plain HTTP is an error
+-- (invalid_response), never a fallback, so credentials only ever go to the configured host.
 local oauth = require "dbxauth.oauth"
 local errors = require "dbxauth.errors"
 
@@ -27,6 +30,10 @@ function _M.metadata(host, send, now)
   -- An unverifiable certificate will fail every later request too: say so now.
   if not res and err.code == "tls" then return nil, err end
   local md = oauth.parse_metadata(res)
+  if md and md.oidc_endpoint then
+    local bad = oauth.check_endpoint("OIDC endpoint", md.oidc_endpoint, host, "host metadata")
+    if bad then return nil, bad end
+  end
   -- A transport failure is not remembered: the next configuration may reach the host.
   if res then metadata_cache[host] = { md = md or false, at = now() } end
   return md
@@ -35,7 +42,7 @@ end
 local function fetch_discovery(url, send)
   local res, err = send(oauth.discovery_request(url))
   if not res then return nil, err end
-  return oauth.parse_discovery(res)
+  return oauth.parse_discovery(res, url)
 end
 
 local function cached(key, now, compute)
@@ -49,10 +56,10 @@ end
 -- p = { host, account_id, is_account, discovery_url (explicit), metadata (table|nil) }
 function _M.endpoints(p, send, now)
   if p.discovery_url then
-    local ep = cached("d " .. p.discovery_url, now, function()
+    -- The user named this document: if it cannot be used, say so (no silent fallback).
+    return cached("d " .. p.discovery_url, now, function()
       return fetch_discovery(p.discovery_url, send)
     end)
-    if ep then return ep end
   end
   local root = oauth.oidc_root(p.metadata, p.account_id)
   if root then return oauth.endpoints_from_root(root) end
@@ -68,7 +75,7 @@ function _M.endpoints(p, send, now)
     return fetch_discovery(oauth.workspace_discovery_url(p.host), send)
   end)
   if ep then return ep end
-  if err.code == "tls" then return nil, err end
+  if err.code == "tls" or err.code == "invalid_response" then return nil, err end
   if err.status == 404 then
     return nil, errors.new("oauth", "databricks OAuth is not supported for this host", {
       status = 404,

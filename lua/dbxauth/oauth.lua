@@ -5,6 +5,7 @@ local core = require "dbxauth.core"
 local cjson = require "cjson.safe"
 local errors = require "dbxauth.errors"
 local apierror = require "dbxauth.apierror"
+local hostlib = require "dbxauth.host"
 
 local _M = {}
 
@@ -89,15 +90,65 @@ function _M.discovery_request(url)
   return { method = "GET", url = url, headers = { Accept = "application/json" } }
 end
 
-function _M.parse_discovery(res)
+-- "scheme://host:port" of an http(s) URL (host lower-cased, default port filled in), or nil
+-- for anything else: other schemes, userinfo, blanks or control characters, bad hosts.
+function _M.origin(url)
+  if type(url) ~= "string" or url:find("[%c%s]") then return nil end
+  local scheme, authority = url:match("^(%a[%w+.%-]*)://([^/?#]*)")
+  if not scheme or authority:find("@", 1, true) then return nil end
+  scheme = scheme:lower()
+  if authority == "" or hostlib.bad_authority(scheme, authority) then return nil end
+  local name, port
+  if authority:sub(1, 1) == "[" then
+    name, port = authority:match("^(%[[^%]]*%]):?(%d*)$")
+  else
+    name, port = authority:match("^([^:]*):?(%d*)$")
+  end
+  if not name or name == "" then return nil end
+  if port == "" then port = scheme == "https" and "443" or "80" end
+  return scheme .. "://" .. name:lower() .. ":" .. string.format("%d", tonumber(port))
+end
+
+-- An endpoint named by a document (discovery, host metadata) must be on the same origin as
+-- the document that named it: credentials go there, so a document must not be able to send
+-- them to another host or over plain HTTP. Returns nil or an error.
+function _M.check_endpoint(what, url, doc_url, source)
+  local where = _M.origin(url)
+  local home = _M.origin(doc_url)
+  local hint = "check host (and discovery_url): Databricks serves its OAuth endpoints on the host itself"
+  if not where then
+    return errors.new("invalid_response", source .. " names a " .. what .. " that is not a plain https URL (no "
+      .. "user:password@, blanks or control characters); refusing to use it", { hint = hint })
+  end
+  if where == home then return nil end
+  local shown = where:gsub(":443$", ""):gsub(":80$", "")
+  if where:sub(1, 7) == "http://" and home and home:sub(1, 8) == "https://" then
+    return errors.new("invalid_response", source .. " names a plain-HTTP " .. what .. " (" .. shown
+      .. "); refusing to send credentials unencrypted", { hint = hint })
+  end
+  return errors.new("invalid_response", source .. " names a " .. what .. " on another host (" .. shown
+    .. "); refusing to send credentials there", { hint = hint })
+end
+
+-- url: where the document came from; its endpoints must be on that origin.
+function _M.parse_discovery(res, url)
   if res.status < 200 or res.status > 299 then
     return nil, apierror.from_response(res)
   end
   local doc = cjson.decode(res.body or "")
-  if type(doc) ~= "table" or type(doc.token_endpoint) ~= "string" then
+  if type(doc) ~= "table" or type(doc.token_endpoint) ~= "string" or doc.token_endpoint == "" then
     return nil, errors.new("oauth", "the OIDC discovery document has no token_endpoint")
   end
-  return { authorization_endpoint = doc.authorization_endpoint, token_endpoint = doc.token_endpoint }
+  local auth = doc.authorization_endpoint
+  if auth ~= nil and type(auth) ~= "string" then
+    return nil, errors.new("oauth", "the OIDC discovery document's authorization_endpoint is not a string")
+  end
+  if url then
+    local err = _M.check_endpoint("token endpoint", doc.token_endpoint, url, "the OIDC discovery document")
+      or (auth and _M.check_endpoint("authorization endpoint", auth, url, "the OIDC discovery document"))
+    if err then return nil, err end
+  end
+  return { authorization_endpoint = auth, token_endpoint = doc.token_endpoint }
 end
 
 ---------------------------------------------------------------------------------------------
@@ -238,13 +289,42 @@ function _M.jwt_expiry(token)
   if not payload then return nil end
   local json = core.b64url_decode(payload)
   local claims = json and cjson.decode(json)
-  if type(claims) == "table" and type(claims.exp) == "number" then return claims.exp end
+  local exp = type(claims) == "table" and claims.exp
+  -- a finite, positive time: an `exp` of 1e999 must not make a token live forever
+  if type(exp) == "number" and exp == exp and exp > 0 and exp < 2 ^ 53 then return math.floor(exp) end
   return nil
 end
 
 local function normalise_type(t)
   if type(t) ~= "string" or t == "" or t:lower() == "bearer" then return "Bearer" end
   return t
+end
+
+-- RFC 6750 b64token is stricter; tokens seen in practice (JWTs, dapi..., opaque) are all
+-- visible ASCII. Anything else (CR/LF, blanks, NUL, non-ASCII) would end up in a header.
+local function bad_token(s)
+  return type(s) ~= "string" or s == "" or s:find("[^\33-\126]") ~= nil
+end
+
+local MAX_INT32 = 2147483647
+
+-- expires_in as Go's oauth2 reads it: a JSON number or a string holding one, integral, at
+-- most int64 (capped to int32, as Go does); absent or null is nil. We refuse negative values
+-- too (Go would keep an already-expired token and fetch again on every call).
+-- Returns seconds | nil, or false when the value is invalid.
+local function expires_in_of(v)
+  if v == nil or v == cjson.null then return nil end
+  local n
+  if type(v) == "number" then
+    n = v
+  elseif type(v) == "string" and v:match("^%s*[+-]?%d+%s*$") then
+    n = tonumber(v)
+  else
+    return false
+  end
+  if n ~= n or n < 0 or n >= 2 ^ 63 or math.floor(n) ~= n then return false end
+  if n > MAX_INT32 then n = MAX_INT32 end
+  return n
 end
 
 local function split_scopes(s)
@@ -292,8 +372,34 @@ function _M.parse_token_response(res, now, what)
     end
     return nil, errors.new("oauth", what .. " failed: the response has no access_token", { status = res.status })
   end
+  -- What the token endpoint said is checked before any of it is used: the token goes into an
+  -- Authorization header, its lifetime decides how long it is reused. Messages never quote it.
+  local function invalid(field, why)
+    return nil, errors.new("oauth", what .. " failed: the token endpoint returned " .. why, {
+      status = res.status, field = field,
+      hint = "the token endpoint's answer is not a usable OAuth token response; check that host points at a "
+        .. "Databricks workspace or account console",
+    })
+  end
+  if bad_token(doc.access_token) then
+    return invalid("access_token", "an access_token with characters a token cannot have (blanks, control "
+      .. "or non-ASCII characters)")
+  end
+  local rt = doc.refresh_token
+  if rt == cjson.null or rt == "" then rt = nil end
+  if rt ~= nil and bad_token(rt) then
+    return invalid("refresh_token", "a refresh_token that is not a string of visible ASCII characters")
+  end
+  local tt = doc.token_type
+  if tt == cjson.null then tt = nil end
+  if tt ~= nil and (type(tt) ~= "string" or (tt ~= "" and not tt:match("^[!#$%%&'*+.^_`|~%w-]+$"))) then
+    return invalid("token_type", "a token_type that is not an HTTP authentication scheme name")
+  end
   local expiry
-  local expires_in = tonumber(doc.expires_in)
+  local expires_in = expires_in_of(doc.expires_in)
+  if expires_in == false then
+    return invalid("expires_in", "an expires_in that is not a whole, non-negative number of seconds")
+  end
   if expires_in and expires_in > 0 then
     expiry = math.floor(now + expires_in)
   else
@@ -301,8 +407,8 @@ function _M.parse_token_response(res, now, what)
   end
   return _M.token {
     access_token = doc.access_token,
-    token_type = normalise_type(doc.token_type),
-    refresh_token = type(doc.refresh_token) == "string" and doc.refresh_token ~= "" and doc.refresh_token or nil,
+    token_type = normalise_type(tt),
+    refresh_token = rt,
     expiry = expiry,
     issued_at = now,
     scopes = split_scopes(doc.scope),
