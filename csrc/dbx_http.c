@@ -251,10 +251,11 @@ int dbx_headers_merge(const dbx_headers *h, dbx_buf *out) {
     at = out->len;
     if (rec_append(out, r.name, r.nlen, r.val, r.vlen) != 0) return -1;
     for (q = p + r.size; rec_read(q, end, &e); q += e.size) {
-      if (!same_name(&r, &e)) continue;
-      if (dbx_buf_append(out, ", ", 2) != 0 || dbx_buf_append(out, e.val, e.vlen) != 0)
+      /* empty field lines add nothing: joining them would leave a dangling ", " */
+      if (!same_name(&r, &e) || e.vlen == 0) continue;
+      if ((vlen > 0 && dbx_buf_append(out, ", ", 2) != 0) || dbx_buf_append(out, e.val, e.vlen) != 0)
         return -1;
-      vlen += 2 + e.vlen;
+      vlen += (vlen > 0 ? 2 : 0) + e.vlen;
     }
     v = (uint32_t)vlen;
     memcpy(out->data + at + sizeof(uint32_t), &v, sizeof v);
@@ -653,6 +654,10 @@ dbx_http_code dbx_http_perform(dbx_http *h, const dbx_http_req *r, dbx_http_resp
   }
 
   curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+  /* libcurl reads a status code leniently ("HTTP/2 20p" gives 20); ours must be exactly three
+   * digits, and both must agree on the final status line. */
+  if (status < 100 || status > 999 || status != h->hdrs.status)
+    return fail(h, DBX_HTTP_NETWORK, "the server sent a malformed HTTP status line");
   curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &connects);
   curl_easy_getinfo(h->curl, CURLINFO_TOTAL_TIME_T, &total_us);
   if (dbx_headers_merge(&h->hdrs, &h->merged) != 0)

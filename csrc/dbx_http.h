@@ -60,8 +60,8 @@ void dbx_headers_reset(dbx_headers *h, size_t keep_max);
  * obs-fold continuation lines are appended with one space.
  * Returns DBX_HTTP_OK, DBX_HTTP_TOO_LARGE (limits above) or DBX_HTTP_NOMEM. */
 dbx_http_code dbx_headers_feed(dbx_headers *h, const char *line, size_t len);
-/* Writes one record per distinct name into out (same packed format), repeated
- * names joined with ", " in arrival order. 0 or -1 (ENOMEM). */
+/* Writes one record per distinct name into out (same packed format), the non-empty
+ * values of repeated names joined with ", " in arrival order. 0 or -1 (ENOMEM). */
 int dbx_headers_merge(const dbx_headers *h, dbx_buf *out);
 
 typedef struct dbx_hdr_iter {
