@@ -27,6 +27,16 @@ function _M.scope_string(scopes)
   return table.concat(scopes, " ")
 end
 
+-- A form POST to a token endpoint; every grant is one of these.
+local function form_post(url, fields)
+  return {
+    method = "POST",
+    url = url,
+    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
+    body = _M.form(fields),
+  }
+end
+
 local function trim_slash(s)
   return (s:gsub("/+$", ""))
 end
@@ -161,16 +171,9 @@ function _M.basic_client_auth(client_id, client_secret)
 end
 
 function _M.client_credentials_request(p)
-  return {
-    method = "POST",
-    url = p.token_endpoint,
-    headers = {
-      Authorization = _M.basic_client_auth(p.client_id, p.client_secret),
-      ["Content-Type"] = FORM,
-      Accept = "application/json",
-    },
-    body = _M.form { grant_type = "client_credentials", scope = _M.scope_string(p.scopes) },
-  }
+  local req = form_post(p.token_endpoint, { grant_type = "client_credentials", scope = _M.scope_string(p.scopes) })
+  req.headers.Authorization = _M.basic_client_auth(p.client_id, p.client_secret)
+  return req
 end
 
 _M.TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -182,7 +185,7 @@ _M.TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 -- subject_token_type, scopes, audience?, client_id?, requested_token_type? }. No client
 -- authentication: the subject token is the credential.
 function _M.token_exchange_request(p)
-  local fields = {
+  return form_post(p.token_endpoint, {
     grant_type = _M.TOKEN_EXCHANGE,
     subject_token = p.subject_token,
     subject_token_type = p.subject_token_type,
@@ -190,13 +193,7 @@ function _M.token_exchange_request(p)
     audience = p.audience,
     client_id = p.client_id,
     requested_token_type = p.requested_token_type,
-  }
-  return {
-    method = "POST",
-    url = p.token_endpoint,
-    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
-    body = _M.form(fields),
-  }
+  })
 end
 
 ---------------------------------------------------------------------------------------------
@@ -247,33 +244,23 @@ end
 -- Public clients (databricks-cli) put client_id in the body; a confidential client adds its
 -- secret there too, as the Python SDK does.
 function _M.code_exchange_request(p)
-  return {
-    method = "POST",
-    url = p.token_endpoint,
-    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
-    body = _M.form {
-      grant_type = "authorization_code",
-      code = p.code,
-      code_verifier = p.verifier,
-      redirect_uri = p.redirect_uri,
-      client_id = p.client_id,
-      client_secret = p.client_secret,
-    },
-  }
+  return form_post(p.token_endpoint, {
+    grant_type = "authorization_code",
+    code = p.code,
+    code_verifier = p.verifier,
+    redirect_uri = p.redirect_uri,
+    client_id = p.client_id,
+    client_secret = p.client_secret,
+  })
 end
 
 function _M.refresh_request(p)
-  return {
-    method = "POST",
-    url = p.token_endpoint,
-    headers = { ["Content-Type"] = FORM, Accept = "application/json" },
-    body = _M.form {
-      grant_type = "refresh_token",
-      refresh_token = p.refresh_token,
-      client_id = p.client_id,
-      client_secret = p.client_secret,
-    },
-  }
+  return form_post(p.token_endpoint, {
+    grant_type = "refresh_token",
+    refresh_token = p.refresh_token,
+    client_id = p.client_id,
+    client_secret = p.client_secret,
+  })
 end
 
 -- D16: the refresh token itself was rejected (re-login needed), not a passing failure.
