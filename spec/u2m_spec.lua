@@ -107,6 +107,16 @@ describe("browser login", function()
     assert.matches("^access_denied: The user denied the request", err.message)
   end)
 
+  it("ignores an error callback that does not carry the login's state", function()
+    local port
+    local _, err = config({ host = ws.url }):login { timeout = 1.5, open = function(url)
+      port = url:match("localhost%%3A(%d+)")
+      os.execute("(sleep 0.2; curl -s -o /dev/null 'http://127.0.0.1:" .. port
+        .. "/?error=access_denied&error_description=forged') >/dev/null 2>&1 &")
+    end }
+    assert.equal("timeout", err.code)   -- not login_failed: the forged error was answered and ignored
+  end)
+
   it("times out when no browser comes back", function()
     local t0 = core.now()
     local _, err = config({ host = ws.url }):login { open = function() end, timeout = 0.5 }

@@ -63,9 +63,10 @@ local function app_from(doc, name)
       hint = "the app may not be deployed yet: deploy it, or call it by url = ...",
     })
   end
-  if not url:match("^https://[^/?#]+") then
-    return fail("invalid_response", "the Apps API returned a non-https url for app " .. name
-      .. " (" .. url:sub(1, 80) .. "); refusing to send a token to it")
+  -- A token goes to this URL: only a plain https://host[:port] (no userinfo, a real port).
+  if not url:match("^https://[^/?#]+") or not oauth.origin(url) then
+    return fail("invalid_response", "the Apps API returned a non-https or malformed url for app " .. name
+      .. "; refusing to send a token to it")
   end
   local state, message = status_of(doc.app_status)
   local compute = status_of(doc.compute_status)
@@ -239,7 +240,7 @@ function _M.install(methods)
       base = app.url
     else
       base = r.url:match("^(https://[^/?#]+)/?$")
-      if not base then
+      if not base or not oauth.origin(base) then
         return fail("invalid_request", "app url must be https://<host> (got " .. r.url:sub(1, 80) .. ")")
       end
     end

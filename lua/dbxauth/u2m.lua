@@ -189,6 +189,13 @@ local function page(title, text)
     .. html_escape(title) .. "</h1><p>" .. html_escape(text) .. "</p></body></html>"
 end
 
+-- Text from the browser's callback, as it may appear in a message: printable and bounded.
+local function clean(s, max)
+  s = tostring(s):gsub("[%c\127-\255]", "?")
+  if #s > max then s = s:sub(1, max) .. "..." end
+  return s
+end
+
 local function title_case(s)
   return (s:gsub("_", " "):gsub("(%a)([%w]*)", function(a, b) return a:upper() .. b end))
 end
@@ -203,9 +210,15 @@ local function await_callback(listener, state, deadline, now)
       if code == "timeout" then return fail("timeout", "no browser login arrived in time") end
     else
       local q = req.query or {}
-      if q.error then
-        listener:respond(400, "text/html; charset=utf-8", page(title_case(q.error), q.error_description or q.error))
-        return fail("login_failed", q.error .. ": " .. (q.error_description or ""), { oauth_error = q.error })
+      if q.error and q.state ~= state then
+        -- any web page can send a GET to localhost: an error without our state is not the login's
+        listener:respond(400, "text/html; charset=utf-8", page("Login failed",
+          "This callback does not belong to the login in progress."))
+      elseif q.error then
+        local e = clean(q.error, 64)
+        local desc = clean(q.error_description or "", 300)
+        listener:respond(400, "text/html; charset=utf-8", page(title_case(e), desc ~= "" and desc or e))
+        return fail("login_failed", e .. ": " .. desc, { oauth_error = e })
       elseif q.code and q.state then
         if q.state ~= state then
           listener:respond(400, "text/html; charset=utf-8", page("Login failed",
