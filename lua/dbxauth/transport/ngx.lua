@@ -369,17 +369,20 @@ local function exchange(self, sock, payload, deadline, max_body, head_only, wher
       return nil, errors.new("invalid_response", where .. ": unsupported Transfer-Encoding"), true
     end
     local line_reader = sock:receiveuntil("\r\n")
+    -- One CRLF-terminated line of the chunked framing; `what` names it in the error.
+    local function next_line(what)
+      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
+      local line, lerr = read_until(line_reader, MAX_LINE)
+      if line then return line end
+      if lerr == "too_large" then
+        return nil, errors.new("invalid_response", where .. ": " .. what .. " too long"), true
+      end
+      return io_fail("reading the response body", lerr, true)
+    end
     local parts, total = {}, 0
     while true do
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      local line
-      line, err = read_until(line_reader, MAX_LINE)
-      if not line then
-        if err == "too_large" then
-          return nil, errors.new("invalid_response", where .. ": chunk size line too long"), true
-        end
-        return io_fail("reading the response body", err, true)
-      end
+      local line, lerr, fatal = next_line("chunk size line")
+      if not line then return nil, lerr, fatal end
       local hex = match(line, "^(%x+)[ \t]*$") or match(line, "^(%x+)[ \t]*;")
       if not hex or #hex > 8 then
         return nil, errors.new("invalid_response", where .. ": malformed chunk size"), true
@@ -403,15 +406,8 @@ local function exchange(self, sock, payload, deadline, max_body, head_only, wher
     -- trailer fields, up to the empty line; their content is ignored
     local trailer_bytes = 0
     while true do
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      local line
-      line, err = read_until(line_reader, MAX_LINE)
-      if not line then
-        if err == "too_large" then
-          return nil, errors.new("invalid_response", where .. ": trailer line too long"), true
-        end
-        return io_fail("reading the response body", err, true)
-      end
+      local line, lerr, fatal = next_line("trailer line")
+      if not line then return nil, lerr, fatal end
       if line == "" then break end
       trailer_bytes = trailer_bytes + #line
       if trailer_bytes > MAX_HEADER_BYTES then
