@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 # every Lua module and C source must be in the rockspec
 for f in $(find lua -name '*.lua') csrc/*.c; do
-  grep -q "\"$f\"" rockspec/dbxauth-scm-1.rockspec || { echo "rockspec: $f is not listed"; exit 1; }
+  grep -q "\"$f\"" rockspec/dbxauth-scm-1.rockspec || { echo "rockspec: $f is not listed (python3 rockspec/sync.py)"; exit 1; }
 done
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT

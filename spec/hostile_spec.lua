@@ -7,6 +7,7 @@
 local dbxauth = require "dbxauth"
 local errors = require "dbxauth.errors"
 local oauth = require "dbxauth.oauth"
+local urls = require "dbxauth.url"
 local core = require "dbxauth.core"
 local files = require "spec.support.files"
 local fake = require "spec.support.fake"
@@ -243,11 +244,11 @@ end
 local function check_requests(r)
   if not r.transport then return end
   local allowed = {}
-  if r.cfg and r.cfg.host then allowed[oauth.origin(r.cfg.host) or "?"] = true end
-  allowed[oauth.origin(hostile.APP_URL)] = true
+  if r.cfg and r.cfg.host then allowed[urls.origin(r.cfg.host) or "?"] = true end
+  allowed[urls.origin(hostile.APP_URL)] = true
   for i, req in ipairs(r.transport.calls) do
     assert(not req.url:find("[%c%s]"), "request #" .. i .. " has a URL with blanks or control characters")
-    local o = oauth.origin(req.url)
+    local o = urls.origin(req.url)
     assert(o and allowed[o], "request #" .. i .. " went to another origin: " .. tostring(o))
     for k, v in pairs(req.headers or {}) do
       assert(type(k) == "string" and type(v) == "string", "request #" .. i .. ": non-string header")

@@ -1,17 +1,20 @@
 -- Databricks Apps (seeds 000-002, notes §10, decision D22): look an app up, get a token the
--- app accepts, and call it.
---   cfg:app(name)              GET /api/2.0/apps/{name}, cached for a short time
---   cfg:exchange{audience, scopes}  RFC 8693 exchange of the configuration's own token
---   cfg:app_token{app|audience, scopes}  the token app_request would send
---   cfg:app_request{app|url, path, ...}  the call itself, errors mapped to the docs' advice
+-- app accepts, and call it. Each function takes the configuration's session (session.lua),
+-- whose `apps` cache and `exchanges` table this module owns.
+--   apps.app(s, name)                 GET /api/2.0/apps/{name}, cached for a short time
+--   apps.exchange(s, {audience, scopes})  RFC 8693 exchange of the configuration's own token
+--   apps.app_token(s, {app|audience, scopes})  the token app_request would send
+--   apps.app_request(s, r)            the call itself, errors mapped to the docs' advice
 local config = require "dbxauth.config"
 local errors = require "dbxauth.errors"
+local headers = require "dbxauth.headers"
 local oauth = require "dbxauth.oauth"
+local request = require "dbxauth.request"
 local tokensource = require "dbxauth.tokensource"
+local urls = require "dbxauth.url"
 
 local _M = {}
 
-local APP_TTL = 60
 local APP_NAME = "^[a-z0-9][a-z0-9-]*$"
 
 -- Credentials whose tokens are Databricks OAuth tokens for the whole workspace: their
@@ -64,7 +67,7 @@ local function app_from(doc, name)
     })
   end
   -- A token goes to this URL: only a plain https://host[:port] (no userinfo, a real port).
-  if not url:match("^https://[^/?#]+") or not oauth.origin(url) then
+  if not url:match("^https://[^/?#]+") or not urls.origin(url) then
     return fail("invalid_response", "the Apps API returned a non-https or malformed url for app " .. name
       .. "; refusing to send a token to it")
   end
@@ -107,177 +110,171 @@ function _M.missing_scopes(have, need)
   return missing
 end
 
-function _M.install(methods)
-  function methods:app(name)
-    if type(name) ~= "string" then
-      error("bad argument #1 to 'app' (string expected, got " .. type(name) .. ")", 2)
-    end
-    if not name:match(APP_NAME) then
-      return fail("invalid_request", 'invalid app name "' .. name:sub(1, 80)
-        .. '": app names are lowercase letters, digits and dashes')
-    end
-    local cache = rawget(self, "_apps")
-    if not cache then cache = {}; rawset(self, "_apps", cache) end
-    local hit = cache[name]
-    local now = self:_now()
-    if hit and now - hit.at < APP_TTL then return hit.app end
-    local res, err = self:request { path = "/api/2.0/apps/" .. name }
-    if not res then
-      if err.code == "not_found" then
-        err.hint = "no app named " .. name .. " in " .. tostring(self:get("host"))
-          .. ": check the app name and that host is the app's workspace"
-      end
-      return nil, err
-    end
-    local doc, jerr = res:json()
-    if doc == nil then return nil, jerr end
-    local app
-    app, err = app_from(doc, name)
-    if not app then return nil, err end
-    cache[name] = { app = app, at = now }
-    return app
+_M.EXTRA_KEYS = { app = "string", url = "string", scopes = true, audience = "string" }
+
+function _M.app(s, name)
+  if not name:match(APP_NAME) then
+    return fail("invalid_request", 'invalid app name "' .. name:sub(1, 80)
+      .. '": app names are lowercase letters, digits and dashes')
   end
-
-  -- Exchange the configuration's own token (decision D22): a PAT or notebook token as such,
-  -- an OAuth token as a JWT. Tokens are cached per (audience, scopes) and refreshed ahead.
-  function methods:exchange(p)
-    if p ~= nil and type(p) ~= "table" then
-      error("bad argument #1 to 'exchange' (table expected, got " .. type(p) .. ")", 2)
+  local now = s:now()
+  local hit = s.apps:get(name, now)
+  if hit then return hit end
+  local res, err = request.api(s, { path = "/api/2.0/apps/" .. name })
+  if not res then
+    if err.code == "not_found" then
+      err.hint = "no app named " .. name .. " in " .. tostring(s.values.host)
+        .. ": check the app name and that host is the app's workspace"
     end
-    p = p or {}
-    if p.audience ~= nil and type(p.audience) ~= "string" then
-      error("bad argument #1 to 'exchange' (audience must be a string)", 2)
-    end
-    local scopes = config.parse_scopes(p.scopes)
-    local key = (p.audience or "") .. "\n" .. scope_key(scopes)
-    local sources = rawget(self, "_exchanges")
-    if not sources then sources = {}; rawset(self, "_exchanges", sources) end
-    local source = sources[key]
-    if not source then
-      source = tokensource.new {
-        now = function() return self:_now() end,
-        fetch = function() return self:_exchange_once(p.audience, scopes) end,
-      }
-      sources[key] = source
-    end
-    return source:token()
-  end
-
-  function methods:_exchange_once(audience, scopes)
-    local creds, err = self:_credentials()
-    if not creds then return nil, err end
-    local subject
-    subject, err = creds.token()
-    if not subject then return nil, err end
-    local ep
-    ep, err = self:_oidc_endpoints()
-    if not ep then return nil, err end
-    local req = oauth.token_exchange_request {
-      token_endpoint = ep.token_endpoint,
-      subject_token = subject.access_token,
-      subject_token_type = self:get("auth_type") == "pat" and oauth.TYPE_PAT or oauth.TYPE_JWT,
-      requested_token_type = oauth.TYPE_ACCESS_TOKEN,
-      scopes = scopes,
-      audience = audience,
-    }
-    return self:_token_call(req, "token exchange")
-  end
-
-  -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
-  -- app's audience, or exactly the requested scopes when `scopes` is given.
-  function methods:app_token(p)
-    if type(p) ~= "table" then
-      error("bad argument #1 to 'app_token' (table expected, got " .. type(p) .. ")", 2)
-    end
-    local audience = p.audience
-    local app, err
-    if p.app ~= nil then
-      app, err = self:app(p.app)
-      if not app then return nil, err end
-      audience = audience or app.oauth2_app_client_id
-    end
-    local creds
-    creds, err = self:_credentials()
-    if not creds then return nil, err end
-    local kind = self:get("auth_type")
-    if p.scopes == nil and OAUTH_TYPES[kind] then
-      return creds.token()
-    end
-    if kind == "basic" then
-      return fail("unsupported", "Databricks Apps accept OAuth tokens only; basic auth cannot call an app", {
-        hint = "use OAuth (client_id/client_secret or `databricks auth login`) or a personal access token",
-      })
-    end
-    if app and not audience then
-      return fail("invalid_response", "the Apps API returned no oauth2_app_client_id for app " .. app.name
-        .. ", so a token cannot be exchanged for it")
-    end
-    if not audience and kind == "pat" then
-      return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
-        .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
-    end
-    return self:exchange { audience = audience, scopes = p.scopes }
-  end
-
-  local EXTRA = { app = "string", url = "string", scopes = true, audience = "string" }
-
-  function methods:app_request(r)
-    self:_check_request(r, "app_request", EXTRA)
-    if (r.app == nil) == (r.url == nil) then
-      error("bad argument #1 to 'app_request' (give app = <name> or url = <https url>)", 2)
-    end
-    local app, base, err
-    if r.app then
-      app, err = self:app(r.app)
-      if not app then return nil, err end
-      if not running(app) then
-        return fail("app_not_running", "app " .. app.name .. " is not running (state "
-          .. tostring(app.state or "?") .. ", compute " .. tostring(app.compute_state or "?")
-          .. (app.state_message and ("): " .. app.state_message) or ")"), {
-          hint = "start the app (databricks apps start " .. app.name .. ") and wait until it is RUNNING",
-        })
-      end
-      base = app.url
-    else
-      base = r.url:match("^(https://[^/?#]+)/?$")
-      if not base or not oauth.origin(base) then
-        return fail("invalid_request", "app url must be https://<host> (got " .. r.url:sub(1, 80) .. ")")
-      end
-    end
-    local tok
-    tok, err = self:app_token { app = r.app, audience = r.audience, scopes = r.scopes }
-    if not tok then return nil, err end
-    local need = app and app.effective_user_api_scopes
-    local missing = need and #need > 0 and tok.scopes and #tok.scopes > 0 and _M.missing_scopes(tok.scopes, need)
-    if missing then
-      return fail("insufficient_scopes", "the token lacks scopes app " .. app.name .. " requires: "
-        .. table.concat(missing, ", "), {
-        hint = "request them: app_request{ ..., scopes = { \"" .. table.concat(need, "\", \"") .. "\" } }",
-        missing_scopes = missing,
-      })
-    end
-    local sub = {}
-    for k, v in pairs(r) do
-      if not EXTRA[k] then sub[k] = v end
-    end
-    local res
-    res, err = self:_api_call(base, sub, (tok.token_type or "Bearer") .. " " .. tok.access_token)
-    if not res then
-      if err.code == "network" then err.hint = HINTS.network end
-      return nil, err
-    end
-    if res.status >= 200 and res.status <= 299 then return res end
-    err = self:_status_error(res, (r.method or "GET"):upper(), r.path)
-    if res.status >= 300 and res.status <= 399 then
-      err.code = "redirect"
-      err.message = "the app answered " .. res.status .. " (redirect); not followed, so the token stays "
-        .. "with the app"
-    else
-      err.hint = HINTS[err.code] or err.hint
-    end
-    err.app = app and app.name
     return nil, err
   end
+  local doc, jerr = res:json()
+  if doc == nil then return nil, jerr end
+  local app
+  app, err = app_from(doc, name)
+  if not app then return nil, err end
+  s.apps:set(name, app, now)
+  return app
+end
+
+local function exchange_once(s, audience, scopes)
+  local creds, err = s:credentials()
+  if not creds then return nil, err end
+  local subject
+  subject, err = creds.token()
+  if not subject then return nil, err end
+  local ep
+  ep, err = s:endpoints()
+  if not ep then return nil, err end
+  local req = oauth.token_exchange_request {
+    token_endpoint = ep.token_endpoint,
+    subject_token = subject.access_token,
+    subject_token_type = s.values.auth_type == "pat" and oauth.TYPE_PAT or oauth.TYPE_JWT,
+    requested_token_type = oauth.TYPE_ACCESS_TOKEN,
+    scopes = scopes,
+    audience = audience,
+  }
+  return s:token_request(req, "token exchange")
+end
+
+-- Exchange the configuration's own token (decision D22): a PAT or notebook token as such,
+-- an OAuth token as a JWT. Tokens are cached per (audience, scopes) and refreshed ahead.
+function _M.exchange(s, p)
+  p = p or {}
+  local scopes = config.parse_scopes(p.scopes)
+  local key = (p.audience or "") .. "\n" .. scope_key(scopes)
+  local source = s.exchanges[key]
+  if not source then
+    local audience = p.audience
+    source = tokensource.new {
+      now = function() return s:now() end,
+      fetch = function() return exchange_once(s, audience, scopes) end,
+    }
+    s.exchanges[key] = source
+  end
+  return source:token()
+end
+
+-- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
+-- app's audience, or exactly the requested scopes when `scopes` is given.
+function _M.app_token(s, p)
+  local audience = p.audience
+  local app, err
+  if p.app ~= nil then
+    app, err = _M.app(s, p.app)
+    if not app then return nil, err end
+    audience = audience or app.oauth2_app_client_id
+  end
+  local creds
+  creds, err = s:credentials()
+  if not creds then return nil, err end
+  local kind = s.values.auth_type
+  if p.scopes == nil and OAUTH_TYPES[kind] then
+    return creds.token()
+  end
+  if kind == "basic" then
+    return fail("unsupported", "Databricks Apps accept OAuth tokens only; basic auth cannot call an app", {
+      hint = "use OAuth (client_id/client_secret or `databricks auth login`) or a personal access token",
+    })
+  end
+  if app and not audience then
+    return fail("invalid_response", "the Apps API returned no oauth2_app_client_id for app " .. app.name
+      .. ", so a token cannot be exchanged for it")
+  end
+  if not audience and kind == "pat" then
+    return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
+      .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
+  end
+  return _M.exchange(s, { audience = audience, scopes = p.scopes })
+end
+
+local function not_running(app)
+  return fail("app_not_running", "app " .. app.name .. " is not running (state "
+    .. tostring(app.state or "?") .. ", compute " .. tostring(app.compute_state or "?")
+    .. (app.state_message and ("): " .. app.state_message) or ")"), {
+    hint = "start the app (databricks apps start " .. app.name .. ") and wait until it is RUNNING",
+  })
+end
+
+-- The app's origin (and the app, when called by name) | nil, err
+local function target(s, r)
+  if r.app then
+    local app, err = _M.app(s, r.app)
+    if not app then return nil, err end
+    if not running(app) then return not_running(app) end
+    return app.url, app
+  end
+  local base = r.url:match("^(https://[^/?#]+)/?$")
+  if not base or not urls.origin(base) then
+    return fail("invalid_request", "app url must be https://<host> (got " .. r.url:sub(1, 80) .. ")")
+  end
+  return base
+end
+
+local function scope_error(app, tok)
+  local need = app and app.effective_user_api_scopes
+  local missing = need and #need > 0 and tok.scopes and #tok.scopes > 0 and _M.missing_scopes(tok.scopes, need)
+  if not missing then return nil end
+  return errors.new("insufficient_scopes", "the token lacks scopes app " .. app.name .. " requires: "
+    .. table.concat(missing, ", "), {
+    hint = "request them: app_request{ ..., scopes = { \"" .. table.concat(need, "\", \"") .. "\" } }",
+    missing_scopes = missing,
+  })
+end
+
+local function app_error(res, r, app)
+  local err = request.status_error(res, (r.method or "GET"):upper(), r.path)
+  if res.status >= 300 and res.status <= 399 then
+    err.code = "redirect"
+    err.message = "the app answered " .. res.status .. " (redirect); not followed, so the token stays "
+      .. "with the app"
+  else
+    err.hint = HINTS[err.code] or err.hint
+  end
+  err.app = app and app.name
+  return err
+end
+
+-- r: a request table (request.lua) plus app = name | url = origin, scopes, audience.
+function _M.app_request(s, r)
+  local base, app = target(s, r)
+  if not base then return nil, app end
+  local tok, err = _M.app_token(s, { app = r.app, audience = r.audience, scopes = r.scopes })
+  if not tok then return nil, err end
+  err = scope_error(app, tok)
+  if err then return nil, err end
+  local sub = {}
+  for k, v in pairs(r) do
+    if not _M.EXTRA_KEYS[k] then sub[k] = v end
+  end
+  local res
+  res, err = request.call(s, base, sub, headers.authorization(tok))
+  if not res then
+    if err.code == "network" then err.hint = HINTS.network end
+    return nil, err
+  end
+  if res.status >= 200 and res.status <= 299 then return res end
+  return nil, app_error(res, r, app)
 end
 
 return _M

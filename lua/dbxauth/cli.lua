@@ -12,72 +12,14 @@ local errors = require "dbxauth.errors"
 local host = require "dbxauth.host"
 local profiles = require "dbxauth.profiles"
 local tokencache = require "dbxauth.tokencache"
-local u2m = require "dbxauth.u2m"
-local cjson = require "cjson.safe"
 
 local _M = {}
 
 local LOGIN_TIMEOUT = 300
 local VALIDATE_TIMEOUT = 10
 
----------------------------------------------------------------------------------------------
--- JSON with a fixed key order and two-space indent (as the CLI prints it)
-
-local Object = {}
-Object.__index = Object
-
--- obj("k1", v1, "k2", v2, ...): nil values are left out.
-local function obj(...)
-  local o = setmetatable({ keys = {}, vals = {} }, Object)
-  local n = select("#", ...)
-  for i = 1, n, 2 do
-    local k, v = select(i, ...)
-    if v ~= nil then o:set(k, v) end
-  end
-  return o
-end
-
-function Object:set(k, v)
-  if self.vals[k] == nil then self.keys[#self.keys + 1] = k end
-  self.vals[k] = v
-end
-
-local function scalar(v)
-  if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then
-    return string.format("%d", v)
-  end
-  local s = assert(cjson.encode(v))
-  return (s:gsub("\\/", "/"))
-end
-
-local function encode(v, indent, out)
-  local inner = indent .. "  "
-  if getmetatable(v) == Object then
-    if #v.keys == 0 then out[#out + 1] = "{}"; return end
-    out[#out + 1] = "{"
-    for i, k in ipairs(v.keys) do
-      out[#out + 1] = (i > 1 and ",\n" or "\n") .. inner .. scalar(k) .. ": "
-      encode(v.vals[k], inner, out)
-    end
-    out[#out + 1] = "\n" .. indent .. "}"
-  elseif type(v) == "table" then
-    if #v == 0 then out[#out + 1] = "[]"; return end
-    out[#out + 1] = "["
-    for i, item in ipairs(v) do
-      out[#out + 1] = (i > 1 and ",\n" or "\n") .. inner
-      encode(item, inner, out)
-    end
-    out[#out + 1] = "\n" .. indent .. "]"
-  else
-    out[#out + 1] = scalar(v)
-  end
-end
-
-local function json(v)
-  local out = {}
-  encode(v, "", out)
-  return table.concat(out)
-end
+local output = require "dbxauth.cli.output"
+local json, obj = output.json, output.obj
 _M.json, _M.obj = json, obj
 
 ---------------------------------------------------------------------------------------------
@@ -282,9 +224,7 @@ end
 -- against the token cache only.
 local function check_credentials(cfg)
   if cfg:get("auth_type") == "external-browser" then
-    local _, herr = cfg:_host()
-    if herr then return nil, herr end
-    local tok, err = u2m.cached_token(cfg)
+    local tok, err = cfg:cached_token()
     if tok then return true end
     if tok == false then
       return fail("external-browser auth: no cached login for this configuration",
@@ -341,9 +281,11 @@ function COMMANDS.login.run(ctx, opts, pos)
   if not cfg then return nil, cerr end
   -- The URL is always printed too: u2m cannot tell whether a browser really opened, and over
   -- SSH the user opens it elsewhere.
-  local tok, lerr = cfg:login { timeout = timeout, print_url = true }
-  if not tok then return nil, lerr end
   name = name or default_profile_name(cfg.host, account_id)
+  -- The login is cached under the host key and under the profile name, which is what the CLI
+  -- and the databricks-cli auth type look up first.
+  local tok, lerr = cfg:login { timeout = timeout, print_url = true, cache_keys = { name } }
+  if not tok then return nil, lerr end
   local entries = { { "host", cfg.host } }
   if account_id and cfg:is_account() then entries[#entries + 1] = { "account_id", account_id } end
   entries[#entries + 1] = { "auth_type", "databricks-cli" }
@@ -352,10 +294,6 @@ function COMMANDS.login.run(ctx, opts, pos)
   end
   local ok, serr = profiles.save(path, name, entries)
   if not ok then return nil, serr end
-  -- The login is cached under the host key; the profile key is what the CLI and the
-  -- databricks-cli auth type look up first.
-  local pok, cache_err = tokencache.put(u2m.cache_path(cfg), { name }, tok, cfg:_now())
-  if not pok then return nil, cache_err end
   ctx.stderr("Profile " .. name .. " was successfully saved\n")
   ctx.stdout(json(obj("profile", name, "host", cfg.host)) .. "\n")
   return true
@@ -433,10 +371,8 @@ function COMMANDS.token.run(ctx, opts, pos)
   local cfg, cerr = dbxauth.config({ profile = profile, host = h, account_id = account_id, config_file = path },
     { getenv = isolated(ctx.getenv), home = ctx.home })
   if not cfg then return nil, cerr end
-  local _, herr = cfg:_host()
-  if herr then return nil, herr end
   if not cfg.host then return fail("no host configured for profile " .. tostring(profile)) end
-  local tok, err = u2m.cached_token(cfg, { force_refresh = opts["force-refresh"] })
+  local tok, err = cfg:cached_token { force_refresh = opts["force-refresh"] }
   if tok == false then
     local login = profile and ("dbxauth login --profile " .. profile) or ("dbxauth login --host " .. cfg.host
       .. (cfg:is_account() and cfg.account_id and (" --account-id " .. cfg.account_id) or ""))
@@ -484,32 +420,22 @@ end
 ---------------------------------------------------------------------------------------------
 -- describe
 
-local function describe_value(a, v)
-  if a.sensitive then return "***" end
-  return v
-end
-
 function COMMANDS.describe.run(ctx, opts)
   local cfg, cerr = dbxauth.config({ profile = opts.profile, host = opts.host },
     { getenv = ctx.getenv, home = ctx.home })
   if not cfg then return nil, cerr end
   local ok, err = check_credentials(cfg)
-  local st = cfg._state
+  local d = cfg:describe()
   local attrs = obj()
-  for _, a in ipairs(config.ATTRIBUTES) do
-    local v = st.values[a.name]
-    if v ~= nil then
-      local source = st.sources[a.name]
-      attrs:set(a.name, obj("value", describe_value(a, v), "source", source,
-        "env", source == "env" and st.env_names[a.name] or nil))
-    end
+  for _, a in ipairs(d.attributes) do
+    attrs:set(a.name, obj("value", a.value, "source", a.source, "env", a.env))
   end
   ctx.stdout(json(obj(
     "status", ok and "ok" or "error",
     "auth_type", ok and cfg.auth_type or nil,
     "error", not ok and err.message or nil,
     "hint", not ok and err.hint or nil,
-    "config_file", st.config_file,
+    "config_file", d.config_file,
     "attributes", attrs)) .. "\n")
   return true
 end

@@ -7,6 +7,8 @@
 --
 -- Go rules: a URL copied from the browser (path, `?o=` query, trailing slash) works as a host,
 -- the scheme and an explicit port are kept as written.
+local urls = require "dbxauth.url"
+
 local _M = {}
 
 local NO_HOST = "no host configured"
@@ -72,14 +74,6 @@ local function promoted_ids(query)
   }
 end
 
--- Go's url.Hostname(): the authority without userinfo and without a numeric ":port";
--- IPv6 literals lose their brackets.
-local function hostname(authority)
-  local v6 = authority:match("^%[(.-)%]")
-  if v6 then return v6 end
-  return (authority:gsub(":%d*$", ""))
-end
-
 -- Splits raw into scheme and the text after "//". Like Go's fixHostIfNeeded, anything without an
 -- authority (`x`, `abc.def.ghi:443`, which Go parses as scheme "abc.def.ghi") is re-read with
 -- "https://" in front.
@@ -91,44 +85,6 @@ local function split_url(raw)
   return "https", raw
 end
 
-local MAX_NAME = 253   -- DNS limits (RFC 1035): a whole name, and one label
-local MAX_LABEL = 63
-
--- Why `authority` (userinfo already removed) cannot be a host we send credentials to, or nil.
--- Messages never quote the input: it came from a config file or the environment and may be
--- anything (a pasted secret, 10 KB, control characters).
-local function bad_authority(scheme, authority)
-  if scheme ~= "https" and scheme ~= "http" then
-    return "unsupported URL scheme (use https://)"
-  end
-  local name, port
-  if authority:sub(1, 1) == "[" then
-    local v6, rest = authority:match("^%[([^%]]*)%](.*)$")
-    if not v6 then return "unterminated IPv6 literal (a \"[\" without \"]\")" end
-    if v6 == "" or #v6 > 45 or v6:find("[^%x:.]") or not v6:find(":", 1, true) then
-      return "malformed IPv6 literal"
-    end
-    if rest ~= "" and not rest:find("^:") then return "unexpected characters after the IPv6 literal" end
-    port = rest:sub(2)
-  else
-    name, port = authority:match("^([^:]*):?(.*)$")
-    if authority:find(":", 1, true) == nil then port = nil end
-    if #name > MAX_NAME then return "host name longer than " .. MAX_NAME .. " characters" end
-    if name:find("[^%w%-%._]") then
-      return "host name with characters other than letters, digits, \"-\", \"_\" and \".\""
-    end
-    for label in name:gmatch("[^.]+") do
-      if #label > MAX_LABEL then return "host name label longer than " .. MAX_LABEL .. " characters" end
-    end
-  end
-  -- Go keeps an empty port ("h:"); anything else must be a TCP port number.
-  if port and port ~= "" then
-    local n = port:match("^%d+$") and #port <= 5 and tonumber(port)
-    if not n or n < 1 or n > 65535 then return "invalid port (1-65535)" end
-  end
-  return nil
-end
-
 -- raw host (any form) -> canonical "scheme://host[:port]", promoted { workspace_id, account_id }
 -- or nil, "no host configured" when there is no hostname (empty, "https://:443"), or nil and
 -- "invalid host: <why>" when it is not an http(s) URL of a DNS name or IP address and port.
@@ -137,14 +93,12 @@ function _M.normalize(raw)
   local scheme, rest = split_url(raw)
   local authority, tail = rest:match("^([^/?#]*)(.*)$")
   authority = authority:gsub("^.*@", "") -- userinfo is never part of the canonical host
-  if hostname(authority) == "" then return nil, NO_HOST end
-  local why = bad_authority(scheme, authority)
+  if urls.hostname(authority) == "" then return nil, NO_HOST end
+  local why = urls.bad_authority(scheme, authority)
   if why then return nil, "invalid host: " .. why end
   local query = tail:match("^[^?#]*%?([^#]*)") or ""
   return scheme .. "://" .. authority, promoted_ids(query)
 end
-
-_M.bad_authority = bad_authority
 
 -- URL rule of §3.3 (both SDKs): account consoles are accounts.* / accounts-dod.* over https.
 function _M.is_account_url(h)

@@ -21,7 +21,8 @@ local function token_backoff(attempt)
   return math.random() * math.min(2 ^ (attempt - 1), 60)
 end
 
--- policy: { kind = "api"|"token", retry = bool|nil, budget = seconds }
+-- policy: { kind = "api"|"token", retry = bool|nil, budget = seconds, now = fn|nil }
+-- now: the configuration's clock (for Retry-After dates); the transport's when absent.
 function _M.retry_allowed(req, policy)
   if policy.kind == "token" then return true end
   if policy.retry ~= nil then return policy.retry and true or false end
@@ -47,7 +48,8 @@ function _M.send(transport, req, policy)
       res.attempts = attempt
       if not (allowed and retryable_status(policy, res.status)) then return res end
       delay = policy.kind == "token" and token_backoff(attempt) or api_backoff(attempt)
-      local ra = apierror.retry_after(res.headers and res.headers["retry-after"], os.time())
+      local ra = apierror.retry_after(res.headers and res.headers["retry-after"],
+        policy.now and policy.now() or transport:now())
       if ra and ra > delay then delay = ra end
     else
       if not (allowed and err.retryable) then

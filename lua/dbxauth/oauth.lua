@@ -5,7 +5,8 @@ local core = require "dbxauth.core"
 local cjson = require "cjson.safe"
 local errors = require "dbxauth.errors"
 local apierror = require "dbxauth.apierror"
-local hostlib = require "dbxauth.host"
+local headers = require "dbxauth.headers"
+local urls = require "dbxauth.url"
 
 local _M = {}
 
@@ -100,31 +101,12 @@ function _M.discovery_request(url)
   return { method = "GET", url = url, headers = { Accept = "application/json" } }
 end
 
--- "scheme://host:port" of an http(s) URL (host lower-cased, default port filled in), or nil
--- for anything else: other schemes, userinfo, blanks or control characters, bad hosts.
-function _M.origin(url)
-  if type(url) ~= "string" or url:find("[%c%s]") then return nil end
-  local scheme, authority = url:match("^(%a[%w+.%-]*)://([^/?#]*)")
-  if not scheme or authority:find("@", 1, true) then return nil end
-  scheme = scheme:lower()
-  if authority == "" or hostlib.bad_authority(scheme, authority) then return nil end
-  local name, port
-  if authority:sub(1, 1) == "[" then
-    name, port = authority:match("^(%[[^%]]*%]):?(%d*)$")
-  else
-    name, port = authority:match("^([^:]*):?(%d*)$")
-  end
-  if not name or name == "" then return nil end
-  if port == "" then port = scheme == "https" and "443" or "80" end
-  return scheme .. "://" .. name:lower() .. ":" .. string.format("%d", tonumber(port))
-end
-
 -- An endpoint named by a document (discovery, host metadata) must be on the same origin as
 -- the document that named it: credentials go there, so a document must not be able to send
 -- them to another host or over plain HTTP. Returns nil or an error.
-function _M.check_endpoint(what, url, doc_url, source)
-  local where = _M.origin(url)
-  local home = _M.origin(doc_url)
+function _M.check_endpoint(what, endpoint, doc_url, source)
+  local where = urls.origin(endpoint)
+  local home = urls.origin(doc_url)
   local hint = "check host (and discovery_url): Databricks serves its OAuth endpoints on the host itself"
   if not where then
     return errors.new("invalid_response", source .. " names a " .. what .. " that is not a plain https URL (no "
@@ -282,11 +264,6 @@ function _M.jwt_expiry(token)
   return nil
 end
 
-local function normalise_type(t)
-  if type(t) ~= "string" or t == "" or t:lower() == "bearer" then return "Bearer" end
-  return t
-end
-
 -- RFC 6750 b64token is stricter; tokens seen in practice (JWTs, dapi..., opaque) are all
 -- visible ASCII. Anything else (CR/LF, blanks, NUL, non-ASCII) would end up in a header.
 local function bad_token(s)
@@ -379,7 +356,7 @@ function _M.parse_token_response(res, now, what)
   end
   local tt = doc.token_type
   if tt == cjson.null then tt = nil end
-  if tt ~= nil and (type(tt) ~= "string" or (tt ~= "" and not tt:match("^[!#$%%&'*+.^_`|~%w-]+$"))) then
+  if tt ~= nil and (type(tt) ~= "string" or (tt ~= "" and not headers.is_token(tt))) then
     return invalid("token_type", "a token_type that is not an HTTP authentication scheme name")
   end
   local expiry
@@ -394,7 +371,7 @@ function _M.parse_token_response(res, now, what)
   end
   return _M.token {
     access_token = doc.access_token,
-    token_type = normalise_type(tt),
+    token_type = headers.scheme(tt),
     refresh_token = rt,
     expiry = expiry,
     issued_at = now,

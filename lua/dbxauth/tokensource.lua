@@ -7,11 +7,32 @@
 --     with transports that yield, as in nginx) waits for it through the `wait` hook, or gets
 --     the still-valid token.
 -- There are no threads here; `fetch` does the I/O and `now` is injected.
+local headers = require "dbxauth.headers"
+
 local _M = {}
 
+-- The lifetime rules, in one place (the nginx store and the U2M cache use them too).
 local EXPIRY_MARGIN = 40
 local MAX_STALE = 20 * 60
 local COOLDOWN = 60
+_M.EXPIRY_MARGIN, _M.MAX_STALE, _M.COOLDOWN = EXPIRY_MARGIN, MAX_STALE, COOLDOWN
+-- The Databricks CLI refreshes a cached login when less than this is left.
+_M.CLI_REFRESH_AHEAD = 300
+
+-- Seconds before expiry at which a token of `ttl` seconds stops being used.
+function _M.margin_for(ttl)
+  return math.min(EXPIRY_MARGIN, math.max(0, ttl) / 5)
+end
+
+-- When a token of this expiry, seen at `now`, enters its refresh-ahead window.
+function _M.refresh_at(expiry, now)
+  return expiry - math.min((expiry - now) / 2, MAX_STALE)
+end
+
+-- A token whose issue time is unknown (a cache file's) is usable until expiry - 40 s.
+function _M.fresh(tok, now)
+  return tok ~= nil and (tok.expiry == nil or now < tok.expiry - EXPIRY_MARGIN)
+end
 
 local Source = {}
 Source.__index = Source
@@ -29,7 +50,7 @@ end
 
 local function margin(tok, now)
   if not tok.expiry then return 0 end
-  return math.min(EXPIRY_MARGIN, math.max(0, tok.expiry - now) / 5)
+  return _M.margin_for(tok.expiry - now)
 end
 
 local function expired(self, now)
@@ -39,8 +60,7 @@ end
 
 local function stale_at(tok, now)
   if not tok.expiry then return nil end
-  local ttl = tok.expiry - now
-  return tok.expiry - math.min(ttl / 2, MAX_STALE)
+  return _M.refresh_at(tok.expiry, now)
 end
 
 function Source:_refresh()
@@ -94,6 +114,22 @@ end
 -- Forget the cached token (e.g. after the server rejected it).
 function Source:invalidate()
   self.tok, self.stale_at = nil, nil
+end
+
+-- Credentials over a token source: what the chain hands out. The Authorization value is
+-- built once per token.
+function _M.credentials(source)
+  local last, header
+  return {
+    source = source,
+    token = function() return source:token() end,
+    headers = function()
+      local tok, err = source:token()
+      if not tok then return nil, err end
+      if tok ~= last then last, header = tok, headers.authorization(tok) end
+      return { Authorization = header }
+    end,
+  }
 end
 
 return _M

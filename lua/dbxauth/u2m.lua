@@ -1,10 +1,12 @@
--- User-to-machine OAuth (seeds 003, 004; notes §6.4, §6.5, §8; decisions D11, D16):
---   dbxauth.pkce()                          verifier + S256 challenge
---   cfg:authorize_url{redirect_uri, scopes, challenge, state}
---   cfg:exchange_code{code, verifier, redirect_uri}
---   cfg:refresh{refresh_token}
---   cfg:login{timeout, open}                the whole browser flow, tokens into the CLI's cache
--- plus the cached-token logic the external-browser and databricks-cli providers share.
+-- User-to-machine OAuth (seeds 003, 004; notes §6.4, §6.5, §8; decisions D11, D16), over a
+-- provider context (context.lua):
+--   u2m.authorize_url(ctx, {redirect_uri, scopes, challenge, state})   manual PKCE, step 1
+--   u2m.exchange_code(ctx, {code, verifier, redirect_uri})             manual PKCE, step 2
+--   u2m.refresh(ctx, refresh_token)
+--   u2m.login(ctx, {timeout, open, print_url, scopes, cache_keys})     the whole browser flow,
+--                                                                      tokens into the CLI's cache
+--   u2m.cached_token(ctx, {force_refresh})  the cached login, refreshed as needed
+-- The external-browser and databricks-cli providers share the cache logic.
 local core = require "dbxauth.core"
 local config = require "dbxauth.config"
 local errors = require "dbxauth.errors"
@@ -18,77 +20,73 @@ local CLI_CLIENT_ID = "databricks-cli"
 local DEFAULT_PORT = 8020
 local FALLBACK_LAST = 8040
 local LOGIN_TIMEOUT = 45
-local EXPIRY_MARGIN = 40
-local CLI_REFRESH_AHEAD = 300
 
 local function fail(code, message, fields)
   return nil, errors.new(code, message, fields)
 end
 
 -- The CLI's cache keys for a configuration (notes §8.2): the profile, then the host key.
-function _M.cache_keys(c)
-  local host = c:get("host")
+function _M.cache_keys(ctx)
+  local host = ctx.get("host")
   local host_key = host
-  if host and c:is_account() and c:get("account_id") then
-    host_key = host .. "/oidc/accounts/" .. c:get("account_id")
+  if host and ctx.is_account() and ctx.get("account_id") then
+    host_key = host .. "/oidc/accounts/" .. ctx.get("account_id")
   end
   local keys = {}
-  if c:get("profile") then keys[#keys + 1] = c:get("profile") end
+  if ctx.get("profile") then keys[#keys + 1] = ctx.get("profile") end
   if host_key then keys[#keys + 1] = host_key end
   return keys
 end
 
-function _M.cache_path(c)
-  return tokencache.path(c._home or "")
+function _M.cache_path(ctx)
+  return tokencache.path(ctx.home or "")
 end
 
-local function client(c)
-  local id = c:get("client_id")
-  if id then return id, c:get("client_secret") end
+local function client(ctx)
+  local id = ctx.get("client_id")
+  if id then return id, ctx.get("client_secret") end
   return CLI_CLIENT_ID, nil
 end
 
 -- `databricks auth login --profile p` (or --host/--account-id), for messages.
-function _M.login_command(c)
-  if c:get("profile") then return "databricks auth login --profile " .. c:get("profile") end
-  local cmd = "databricks auth login --host " .. tostring(c:get("host"))
-  if c:is_account() and c:get("account_id") then cmd = cmd .. " --account-id " .. c:get("account_id") end
+function _M.login_command(ctx)
+  if ctx.get("profile") then return "databricks auth login --profile " .. ctx.get("profile") end
+  local cmd = "databricks auth login --host " .. tostring(ctx.get("host"))
+  if ctx.is_account() and ctx.get("account_id") then cmd = cmd .. " --account-id " .. ctx.get("account_id") end
   return cmd
 end
 
-local function invalid_refresh_error(c, cause)
+local function invalid_refresh_error(ctx, cause)
   return errors.new("invalid_refresh_token",
     "A new access token could not be retrieved because the refresh token is invalid. "
-    .. "To reauthenticate, run the following command:\n  $ " .. _M.login_command(c), {
+    .. "To reauthenticate, run the following command:\n  $ " .. _M.login_command(ctx), {
       hint = "or log in with dbxauth: dbxauth login"
-        .. (c:get("profile") and (" --profile " .. c:get("profile")) or (" --host " .. tostring(c:get("host")))),
+        .. (ctx.get("profile") and (" --profile " .. ctx.get("profile")) or (" --host " .. tostring(ctx.get("host")))),
       status = cause and cause.status, oauth_error = cause and cause.oauth_error,
     })
 end
 
 -- Refresh with a refresh token (notes §6.5); the new token keeps the old refresh token when
 -- the server sends none.
-function _M.refresh(c, refresh_token)
-  local ep, err = c:_oidc_endpoints()
+function _M.refresh(ctx, refresh_token)
+  local ep, err = ctx.endpoints()
   if not ep then return nil, err end
-  local id, secret = client(c)
+  local id, secret = client(ctx)
   local tok
-  tok, err = c:_token_call(oauth.refresh_request { token_endpoint = ep.token_endpoint,
+  tok, err = ctx.token_request(oauth.refresh_request { token_endpoint = ep.token_endpoint,
     refresh_token = refresh_token, client_id = id, client_secret = secret }, "refresh token request")
   if not tok then
-    if oauth.invalid_refresh(err) then return nil, invalid_refresh_error(c, err) end
+    if oauth.invalid_refresh(err) then return nil, invalid_refresh_error(ctx, err) end
     return nil, err
   end
   tok.refresh_token = tok.refresh_token or refresh_token
   return tok
 end
 
-local function fresh(tok, now)
-  return tok and (tok.expiry == nil or now < tok.expiry - EXPIRY_MARGIN)
-end
-
-local function store(c, tok)
-  local ok, err = tokencache.put(_M.cache_path(c), _M.cache_keys(c), tok, c:_now())
+local function store(ctx, tok, extra_keys)
+  local keys = _M.cache_keys(ctx)
+  for _, k in ipairs(extra_keys or {}) do keys[#keys + 1] = k end
+  local ok, err = tokencache.put(_M.cache_path(ctx), keys, tok, ctx.now())
   if not ok then return nil, err end
   return tok
 end
@@ -96,9 +94,9 @@ end
 -- The cached token for this configuration: a valid one as it is, an expired one refreshed
 -- (and written back). Returns token | nil, err | false (no usable entry).
 -- opts.force_refresh: refresh even when the cached token is still valid.
-function _M.cached_token(c, opts)
-  local path = _M.cache_path(c)
-  local keys = _M.cache_keys(c)
+function _M.cached_token(ctx, opts)
+  local path = _M.cache_path(ctx)
+  local keys = _M.cache_keys(ctx)
   local tok, err
   for _, key in ipairs(keys) do
     tok, err = tokencache.get(path, key)
@@ -106,39 +104,39 @@ function _M.cached_token(c, opts)
     if tok then break end
   end
   if not tok then return false end
-  local now = c:_now()
-  if fresh(tok, now) and not (opts and opts.force_refresh) then
+  local now = ctx.now()
+  if tokensource.fresh(tok, now) and not (opts and opts.force_refresh) then
     -- Like the CLI: refresh when less than 5 minutes are left, keeping the token if that fails.
-    if tok.expiry and tok.refresh_token and tok.expiry - now < CLI_REFRESH_AHEAD then
-      local refreshed = _M.refresh(c, tok.refresh_token)
-      if refreshed then return store(c, refreshed) end
+    if tok.expiry and tok.refresh_token and tok.expiry - now < tokensource.CLI_REFRESH_AHEAD then
+      local refreshed = _M.refresh(ctx, tok.refresh_token)
+      if refreshed then return store(ctx, refreshed) end
     end
     return tok
   end
   if not tok.refresh_token then
     return nil, errors.new("unauthenticated", "cached token has no refresh token", {
-      hint = "log in again: " .. _M.login_command(c) .. " (or dbxauth login)",
+      hint = "log in again: " .. _M.login_command(ctx) .. " (or dbxauth login)",
     })
   end
-  tok, err = _M.refresh(c, tok.refresh_token)
+  tok, err = _M.refresh(ctx, tok.refresh_token)
   if not tok then return nil, err end
-  return store(c, tok)
+  return store(ctx, tok)
 end
 
 ---------------------------------------------------------------------------------------------
 -- The browser flow
 
-local function ports(c)
-  local fixed = c:get("oauth_callback_port")
+local function ports(ctx)
+  local fixed = ctx.get("oauth_callback_port")
   if fixed then return { fixed } end
   local list = {}
   for p = DEFAULT_PORT, FALLBACK_LAST do list[#list + 1] = p end
   return list
 end
 
-local function login_scopes(c, scopes)
-  local list = scopes and config.parse_scopes(scopes) or c:_scopes()
-  if c:get("disable_oauth_refresh_token") then return list end
+local function login_scopes(ctx, scopes)
+  local list = scopes and config.parse_scopes(scopes) or ctx.scopes()
+  if ctx.get("disable_oauth_refresh_token") then return list end
   local out = { "offline_access" }
   for _, s in ipairs(list) do
     if s ~= "offline_access" then out[#out + 1] = s end
@@ -237,14 +235,14 @@ local function await_callback(listener, state, deadline, now)
   end
 end
 
-function _M.login(c, opts)
+function _M.login(ctx, opts)
   opts = opts or {}
-  local ep, err = c:_oidc_endpoints()
+  local ep, err = ctx.endpoints()
   if not ep then return nil, err end
   if not ep.authorization_endpoint then
-    return fail("oauth", "the OIDC configuration of " .. tostring(c:get("host")) .. " has no authorization endpoint")
+    return fail("oauth", "the OIDC configuration of " .. tostring(ctx.get("host")) .. " has no authorization endpoint")
   end
-  local listener, lcode, lmsg = core.listen { ports = ports(c) }
+  local listener, lcode, lmsg = core.listen { ports = ports(ctx) }
   if not listener then
     return fail(lcode == "port_busy" and "port_busy" or "listen", lmsg or lcode, {
       hint = "another login may be running; free port " .. DEFAULT_PORT .. " (or the ones up to "
@@ -254,14 +252,14 @@ function _M.login(c, opts)
   local pkce = oauth.pkce(core.random)
   local state = oauth.new_state(core.random)
   local redirect_uri = "http://localhost:" .. listener:port()
-  local id, secret = client(c)
+  local id, secret = client(ctx)
   local url = oauth.authorize_url { authorization_endpoint = ep.authorization_endpoint, client_id = id,
-    redirect_uri = redirect_uri, scopes = login_scopes(c, opts.scopes), state = state, challenge = pkce.challenge }
+    redirect_uri = redirect_uri, scopes = login_scopes(ctx, opts.scopes), state = state, challenge = pkce.challenge }
   local opened
   if opts.open then
     opened = opts.open(url) ~= false
   else
-    opened = open_browser(url, c._getenv)
+    opened = open_browser(url, ctx.getenv)
   end
   if not opened or opts.print_url then
     io.stderr:write("Please continue the authentication process in your browser:\n", url, "\n")
@@ -270,95 +268,44 @@ function _M.login(c, opts)
   local q, answer = await_callback(listener, state, now() + (opts.timeout or LOGIN_TIMEOUT), now)
   if not q then listener:close(); return nil, answer end
   local tok
-  tok, err = c:_token_call(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = q.code,
+  tok, err = ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = q.code,
     verifier = pkce.verifier, redirect_uri = redirect_uri, client_id = id, client_secret = secret },
     "authorization code exchange")
   answer(tok ~= nil)
   listener:close()
   if not tok then return nil, err end
-  return store(c, tok)
+  return store(ctx, tok, opts.cache_keys)
 end
 
 ---------------------------------------------------------------------------------------------
--- Public methods and the external-browser provider
+-- Manual PKCE (seed 004)
 
-function _M.install(methods, M)
-  function M.pkce()
-    return oauth.pkce(core.random)
-  end
-
-  function methods:authorize_url(p)
-    if type(p) ~= "table" or type(p.redirect_uri) ~= "string" or type(p.challenge) ~= "string" then
-      error("bad argument #1 to 'authorize_url' (table with redirect_uri and challenge expected)", 2)
-    end
-    local ep, err = self:_oidc_endpoints()
-    if not ep then return nil, err end
-    local state = p.state or oauth.new_state(core.random)
-    local id = client(self)
-    return oauth.authorize_url { authorization_endpoint = ep.authorization_endpoint, client_id = id,
-      redirect_uri = p.redirect_uri, scopes = login_scopes(self, p.scopes), state = state,
-      challenge = p.challenge }, state
-  end
-
-  function methods:exchange_code(p)
-    if type(p) ~= "table" or type(p.code) ~= "string" or type(p.verifier) ~= "string"
-      or type(p.redirect_uri) ~= "string" then
-      error("bad argument #1 to 'exchange_code' (table with code, verifier and redirect_uri expected)", 2)
-    end
-    if not oauth.valid_verifier(p.verifier) then
-      return fail("invalid_request", "the PKCE verifier must be 43 to 128 characters from A-Z a-z 0-9 - . _ ~")
-    end
-    local ep, err = self:_oidc_endpoints()
-    if not ep then return nil, err end
-    local id, secret = client(self)
-    return self:_token_call(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = p.code,
-      verifier = p.verifier, redirect_uri = p.redirect_uri, client_id = id, client_secret = secret },
-      "authorization code exchange")
-  end
-
-  function methods:refresh(p)
-    if type(p) ~= "table" or type(p.refresh_token) ~= "string" then
-      error("bad argument #1 to 'refresh' (table with refresh_token expected)", 2)
-    end
-    return _M.refresh(self, p.refresh_token)
-  end
-
-  function methods:login(opts)
-    if opts ~= nil and type(opts) ~= "table" then
-      error("bad argument #1 to 'login' (table expected, got " .. type(opts) .. ")", 2)
-    end
-    local _, herr = self:_host()
-    if herr then return nil, herr end
-    local ok, merr = self:_ensure_metadata()
-    if not ok then return nil, merr end
-    return _M.login(self, opts)
-  end
-
-  function methods:cache_keys()
-    return _M.cache_keys(self)
-  end
+function _M.pkce()
+  return oauth.pkce(core.random)
 end
 
--- auth_type = "external-browser": the cached login when there is one (refreshed as needed),
--- else a browser login. Never in the default chain.
-_M.provider = {
-  name = "external-browser",
-  applies = function(c) return c:get("host") ~= nil end,
-  configure = function(c)
-    local function fetch(force)
-      local tok, err = _M.cached_token(c, { force_refresh = force })
-      if tok then return tok end
-      if tok == nil then return nil, err end
-      return _M.login(c)
-    end
-    local creds = c:_token_credentials(tokensource.new { fetch = fetch, now = function() return c:_now() end })
-    creds.force_refresh = function()
-      local tok, err = fetch(true)
-      if tok then creds.source:set(tok) end
-      return tok, err
-    end
-    return creds
-  end,
-}
+-- url, state | nil, err. p = { redirect_uri, challenge, scopes?, state? }
+function _M.authorize_url(ctx, p)
+  local ep, err = ctx.endpoints()
+  if not ep then return nil, err end
+  local state = p.state or oauth.new_state(core.random)
+  local id = client(ctx)
+  return oauth.authorize_url { authorization_endpoint = ep.authorization_endpoint, client_id = id,
+    redirect_uri = p.redirect_uri, scopes = login_scopes(ctx, p.scopes), state = state,
+    challenge = p.challenge }, state
+end
+
+-- p = { code, verifier, redirect_uri }
+function _M.exchange_code(ctx, p)
+  if not oauth.valid_verifier(p.verifier) then
+    return fail("invalid_request", "the PKCE verifier must be 43 to 128 characters from A-Z a-z 0-9 - . _ ~")
+  end
+  local ep, err = ctx.endpoints()
+  if not ep then return nil, err end
+  local id, secret = client(ctx)
+  return ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = p.code,
+    verifier = p.verifier, redirect_uri = p.redirect_uri, client_id = id, client_secret = secret },
+    "authorization code exchange")
+end
 
 return _M

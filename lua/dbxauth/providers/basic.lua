@@ -4,11 +4,11 @@ local errors = require "dbxauth.errors"
 
 return {
   name = "basic",
-  applies = function(c)
-    return c:get("username") ~= nil and c:get("password") ~= nil and c:get("host") ~= nil
+  applies = function(ctx)
+    return ctx.get("username") ~= nil and ctx.get("password") ~= nil and ctx.get("host") ~= nil
   end,
-  configure = function(c)
-    local header = "Basic " .. core.b64_encode(c:get("username") .. ":" .. c:get("password"))
+  configure = function(ctx)
+    local header = "Basic " .. core.b64_encode(ctx.get("username") .. ":" .. ctx.get("password"))
     return {
       headers = function() return { Authorization = header } end,
       token = function()

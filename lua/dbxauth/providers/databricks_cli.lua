@@ -10,6 +10,7 @@
 -- default chain a legacy CLI means "does not apply"; with auth_type set it is an error. A CLI
 -- saying `databricks OAuth is not configured` for the host means "does not apply" in both
 -- (the Python SDK skips silently; forced, the chain reports `databricks-cli auth: not configured`).
+local cache = require "dbxauth.cache"
 local core = require "dbxauth.core"
 local cjson = require "cjson.safe"
 local errors = require "dbxauth.errors"
@@ -23,7 +24,6 @@ local MIN_SIZE = 1024 * 1024            -- the Go CLI; the legacy Python CLI is 
 local PROFILE_SINCE = { 0, 207, 1 }     -- `auth token --profile`
 local FORCE_REFRESH_SINCE = { 0, 296, 0 }
 local VERSION_TIMEOUT = 5
-local CLI_REFRESH_AHEAD = 300           -- the CLI refreshes its cached token when less is left
 
 local SCOPES_MESSAGE = "custom scopes are not supported with databricks-cli auth; scopes are determined by "
   .. "what was last used when logging in with `databricks auth login`"
@@ -63,12 +63,12 @@ local function search_path(name, path_var)
 end
 
 -- The configured or found CLI path, or nil (not configured and not on PATH).
-local function locate(c)
-  local name = c:get("databricks_cli_path") or c._getenv("DATABRICKS_CLI_PATH")
+local function locate(ctx)
+  local name = ctx.get("databricks_cli_path") or ctx.getenv("DATABRICKS_CLI_PATH")
   if name == "" then name = nil end
   name = name or "databricks"
   if name:find("/", 1, true) then return name end
-  return search_path(name, c._getenv("PATH"))
+  return search_path(name, ctx.getenv("PATH"))
 end
 
 -- path | nil, err: exists, is not a directory, and is the Go CLI (>= 1 MiB).
@@ -109,10 +109,10 @@ end
 
 -- Environment the CLI must share with this configuration: its home (token cache, default
 -- config file) and the config file it was resolved from.
-local function env_prefix(c)
+local function env_prefix(ctx)
   local parts = {}
-  if type(c._home) == "string" and c._home ~= "" then parts[#parts + 1] = "HOME=" .. q(c._home) end
-  local file = c:get("config_file")
+  if type(ctx.home) == "string" and ctx.home ~= "" then parts[#parts + 1] = "HOME=" .. q(ctx.home) end
+  local file = ctx.get("config_file")
   if file then parts[#parts + 1] = "DATABRICKS_CONFIG_FILE=" .. q(file) end
   if #parts == 0 then return "" end
   return table.concat(parts, " ") .. " "
@@ -132,24 +132,27 @@ local function at_least(v, want)
   return true
 end
 
--- `<cli> version` once per executable (path, size and mtime); nil when unknown.
-local versions = {}
-local function version(c, path)
+-- `<cli> version` once per executable (path, size and mtime) per process (the shared
+-- "cli_versions" cache, cleared by dbxauth.clear_caches()); nil when unknown.
+local VERSION_TTL = 24 * 3600
+local function version(ctx, path)
+  local versions = cache.shared("cli_versions", VERSION_TTL)
   local st = core.stat(path)
   local key = path .. "\0" .. tostring(st and st.size) .. "\0" .. tostring(st and st.mtime)
-  local v = versions[key]
+  local now = ctx.now()
+  local v = versions:get(key, now)
   if v == nil then
-    local out, _, rc = run(env_prefix(c) .. "timeout " .. VERSION_TIMEOUT .. " " .. q(path) .. " version")
+    local out, _, rc = run(env_prefix(ctx) .. "timeout " .. VERSION_TIMEOUT .. " " .. q(path) .. " version")
     v = rc == 0 and parse_version(out) or false
-    versions[key] = v
+    versions:set(key, v, now)
   end
   return v or nil
 end
 
 -- The `auth token` arguments (§8.4 step 3, case 61).
-local function token_args(c, v)
+local function token_args(ctx, v)
   local args = { "auth", "token" }
-  local profile, host = c:get("profile"), c:get("host")
+  local profile, host = ctx.get("profile"), ctx.get("host")
   if profile and at_least(v, PROFILE_SINCE) then
     args[#args + 1] = "--profile " .. q(profile)
   else
@@ -158,8 +161,8 @@ local function token_args(c, v)
         .. "host is not set")
     end
     args[#args + 1] = "--host " .. q(host)
-    if c:is_account() and c:get("account_id") then
-      args[#args + 1] = "--account-id " .. q(c:get("account_id"))
+    if ctx.is_account() and ctx.get("account_id") then
+      args[#args + 1] = "--account-id " .. q(ctx.get("account_id"))
     end
   end
   if at_least(v, FORCE_REFRESH_SINCE) then args[#args + 1] = "--force-refresh" end
@@ -171,10 +174,10 @@ local function not_configured(text)
 end
 
 -- token | nil, err | false (the CLI says OAuth is not configured for this host).
-local function cli_token(c, path, v)
-  local args, aerr = token_args(c, v)
+local function cli_token(ctx, path, v)
+  local args, aerr = token_args(ctx, v)
   if not args then return nil, aerr end
-  local out, err, rc = run(env_prefix(c) .. q(path) .. " " .. args)
+  local out, err, rc = run(env_prefix(ctx) .. q(path) .. " " .. args)
   if not rc then
     return fail("databricks_cli", "cannot get access token: could not start " .. path)
   end
@@ -184,7 +187,7 @@ local function cli_token(c, path, v)
     local text = trim(err)
     if text == "" then text = "(no error output)" end
     return fail("databricks_cli", "cannot get access token: " .. text .. ": exit status " .. rc, {
-      hint = "run `" .. u2m.login_command(c) .. "` (or `dbxauth login`) and try again",
+      hint = "run `" .. u2m.login_command(ctx) .. "` (or `dbxauth login`) and try again",
     })
   end
   -- The output holds the token: it is never quoted in a message.
@@ -214,13 +217,13 @@ end
 ---------------------------------------------------------------------------------------------
 -- The provider
 
-local function forced(c)
-  return c:get("auth_type") == NAME
+local function forced(ctx)
+  return ctx.get("auth_type") == NAME
 end
 
-local function has_cache_entry(c)
-  local path = u2m.cache_path(c)
-  for _, key in ipairs(u2m.cache_keys(c)) do
+local function has_cache_entry(ctx)
+  local path = u2m.cache_path(ctx)
+  for _, key in ipairs(u2m.cache_keys(ctx)) do
     if tokencache.get(path, key) then return true end
   end
   return false
@@ -228,23 +231,23 @@ end
 
 -- token | nil, err | false. The cache first; the CLI when the cache has nothing (or fails: the
 -- CLI may hold the login in its keyring).
-local function fetch_token(c, cli, force)
-  local tok, err = u2m.cached_token(c, { force_refresh = force })
+local function fetch_token(ctx, cli, force)
+  local tok, err = u2m.cached_token(ctx, { force_refresh = force })
   if tok then return tok end
   local cache_err = err
   if not cli.path then
     if cache_err then return nil, cache_err end
     return nil, cli.err
   end
-  local v = version(c, cli.path)
+  local v = version(ctx, cli.path)
   -- A CLI without --force-refresh hands back its own cached token until that has less than
   -- 5 minutes left: asking it earlier (refresh-ahead) would only start processes for nothing.
   local last = cli.last
   if not force and last and last.expiry and not at_least(v, FORCE_REFRESH_SINCE)
-    and c:_now() < last.expiry - CLI_REFRESH_AHEAD then
+    and ctx.now() < last.expiry - tokensource.CLI_REFRESH_AHEAD then
     return last
   end
-  tok, err = cli_token(c, cli.path, v)
+  tok, err = cli_token(ctx, cli.path, v)
   if tok then cli.last = tok end
   if tok == false and cache_err then return nil, cache_err end
   return tok, err
@@ -252,33 +255,32 @@ end
 
 return {
   name = NAME,
-  applies = function(c)
-    if c:get("host") == nil then return false end
-    return forced(c) or has_cache_entry(c) or locate(c) ~= nil
+  applies = function(ctx)
+    if ctx.get("host") == nil then return false end
+    return forced(ctx) or has_cache_entry(ctx) or locate(ctx) ~= nil
   end,
-  configure = function(c)
-    local st = c._state
-    if st.values.scopes ~= nil and st.sources.scopes ~= "file" then
+  configure = function(ctx)
+    if ctx.get("scopes") ~= nil and ctx.source("scopes") ~= "file" then
       return fail("config", SCOPES_MESSAGE)
     end
     local cli = {}
-    cli.path, cli.err = check_cli(locate(c))
+    cli.path, cli.err = check_cli(locate(ctx))
     -- In the chain, a legacy CLI without a cache entry is no way in: the next provider's turn.
-    if cli.err and not forced(c) and not has_cache_entry(c) then return false end
-    local tok, err = fetch_token(c, cli, false)
+    if cli.err and not forced(ctx) and not has_cache_entry(ctx) then return false end
+    local tok, err = fetch_token(ctx, cli, false)
     if tok == false then return false end   -- the CLI has no login for this host
     if not tok then return nil, err end
     local function fetch(force)
-      local t, ferr = fetch_token(c, cli, force)
+      local t, ferr = fetch_token(ctx, cli, force)
       if t == false then
         return fail("unauthenticated", "cannot get access token: databricks OAuth is not configured for this host",
-          { hint = "run `" .. u2m.login_command(c) .. "` or `dbxauth login`" })
+          { hint = "run `" .. u2m.login_command(ctx) .. "` or `dbxauth login`" })
       end
       return t, ferr
     end
-    local source = tokensource.new { fetch = function() return fetch(false) end, now = function() return c:_now() end }
+    local source = tokensource.new { fetch = function() return fetch(false) end, now = ctx.now }
     source:set(tok)
-    local creds = c:_token_credentials(source)
+    local creds = tokensource.credentials(source)
     creds.force_refresh = function()
       local t, ferr = fetch(true)
       if t then source:set(t) end

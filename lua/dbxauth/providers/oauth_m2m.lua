@@ -6,21 +6,21 @@ local tokensource = require "dbxauth.tokensource"
 
 return {
   name = "oauth-m2m",
-  applies = function(c)
-    return c:get("client_id") ~= nil and c:get("client_secret") ~= nil and c:get("host") ~= nil
+  applies = function(ctx)
+    return ctx.get("client_id") ~= nil and ctx.get("client_secret") ~= nil and ctx.get("host") ~= nil
   end,
-  configure = function(c)
+  configure = function(ctx)
     local function fetch()
-      local ep, err = c:_oidc_endpoints()
+      local ep, err = ctx.endpoints()
       if not ep then return nil, err end
       local req = oauth.client_credentials_request {
         token_endpoint = ep.token_endpoint,
-        client_id = c:get("client_id"),
-        client_secret = c:get("client_secret"),
-        scopes = c:_scopes(),
+        client_id = ctx.get("client_id"),
+        client_secret = ctx.get("client_secret"),
+        scopes = ctx.scopes(),
       }
-      return c:_token_call(req, "client credentials token request")
+      return ctx.token_request(req, "client credentials token request")
     end
-    return c:_token_credentials(tokensource.new { fetch = fetch, now = function() return c:_now() end })
+    return tokensource.credentials(tokensource.new { fetch = fetch, now = ctx.now })
   end,
 }

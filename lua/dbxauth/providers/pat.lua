@@ -4,11 +4,11 @@ local oauth = require "dbxauth.oauth"
 return {
   name = "pat",
   -- Both SDKs skip a token without a host (it could not be used anyway).
-  applies = function(c)
-    return c:get("token") ~= nil and c:get("host") ~= nil
+  applies = function(ctx)
+    return ctx.get("token") ~= nil and ctx.get("host") ~= nil
   end,
-  configure = function(c)
-    local tok = oauth.token { access_token = c:get("token"), token_type = "Bearer" }
+  configure = function(ctx)
+    local tok = oauth.token { access_token = ctx.get("token"), token_type = "Bearer" }
     local header = "Bearer " .. tok.access_token
     return {
       headers = function() return { Authorization = header } end,

@@ -1,0 +1,50 @@
+-- The provider context: everything a credential provider (and the U2M flows) may ask of the
+-- configuration it serves, and nothing more. Providers never see the user's object or the
+-- session behind it, so a provider can be unit-tested with a plain table of these functions
+-- and no network (spec/providers_spec.lua does).
+--
+--   ctx.get(name)            resolved attribute value (typed; nil when unset)
+--   ctx.source(name)         where it came from: "explicit" | "env" | "file" | "metadata" | nil
+--   ctx.getenv(name)         the environment the configuration was created with
+--   ctx.home                 the home directory (string | nil): token cache, CLI config
+--   ctx.now()                seconds (the configuration's clock)
+--   ctx.is_account()         account-level host?
+--   ctx.scopes()             effective OAuth scopes (a fresh list)
+--   ctx.endpoints()          { token_endpoint, authorization_endpoint } | nil, err (discovery)
+--   ctx.token_request(req, what)  POST a token request with the token retry policy; the
+--                            parsed token (oauth.parse_token_response) | nil, err
+--   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
+--   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
+--                            chain has done this before any provider runs
+--
+-- A provider is { name, applies(ctx) -> bool, configure(ctx) -> creds | nil, err | false },
+-- where creds = { headers() -> { Authorization = ... } | nil, err, token() -> token | nil, err,
+-- source = tokensource?, force_refresh = fn? } (tokensource.credentials builds them), and
+-- false means "does not apply after all".
+local _M = {}
+
+function _M.new(s)
+  local values, sources = s.state.values, s.state.sources
+  local clock = s.clock
+  local now
+  if clock then
+    now = clock
+  else
+    now = function() return s:get_transport():now() end
+  end
+  return {
+    get = function(name) return values[name] end,
+    source = function(name) return sources[name] end,
+    getenv = s.getenv,
+    home = s.home,
+    now = now,
+    is_account = function() return s:is_account() end,
+    scopes = function() return s:scopes() end,
+    endpoints = function() return s:endpoints() end,
+    token_request = function(req, what) return s:token_request(req, what) end,
+    send = function(req) return s:send_once(req) end,
+    prepare = function() return s:prepare() end,
+  }
+end
+
+return _M

@@ -1,0 +1,133 @@
+-- REST calls: the request table users write, checked and turned into a transport request; the
+-- response object; the error for a non-2xx status. Used by cfg:request (the workspace or
+-- account API) and by the Apps calls (an app's own URL).
+--
+--   request.check(r, extra_keys)             -> nil | why (the facade raises with it)
+--   request.call(s, base, r, authorization, extra_headers) -> response (any status) | nil, err
+--   request.api(s, r)                        -> response (2xx) | nil, err
+--   request.status_error(res, method, path)  -> the error object for a non-2xx response
+local apierror = require "dbxauth.apierror"
+local core = require "dbxauth.core"
+local errors = require "dbxauth.errors"
+local headers = require "dbxauth.headers"
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+local Response = {}
+Response.__index = Response
+Response.__name = "dbxauth.response"
+Response.__tostring = function(r)
+  return string.format("dbxauth.response(%d, %d bytes)", r.status, #r.body)
+end
+
+function Response:json()
+  local v, err = cjson.decode(self.body)
+  if v == nil then
+    return nil, errors.new("invalid_json", "the response body is not valid JSON: " .. tostring(err),
+      { status = self.status })
+  end
+  return v
+end
+
+_M.Response = Response
+
+local REQUEST_KEYS = { method = "string", path = "string", query = "table", headers = "table",
+  json = true, body = "string", timeout = "number", retry = "boolean" }
+
+-- nil, or why r is not a request table (a programming error: the caller raises).
+function _M.check(r, extra_keys)
+  if type(r) ~= "table" then
+    return "table expected, got " .. type(r)
+  end
+  for k, v in pairs(r) do
+    local want = REQUEST_KEYS[k] or (extra_keys and extra_keys[k])
+    if not want then return 'unknown request field "' .. tostring(k) .. '"' end
+    if want ~= true and type(v) ~= want then
+      return 'request field "' .. k .. '" must be a ' .. want .. ", got " .. type(v)
+    end
+  end
+  if r.path == nil then return 'request field "path" is required' end
+  if r.json ~= nil and r.body ~= nil then return "give json or body, not both" end
+  if r.json ~= nil then
+    local _, jerr = cjson.encode(r.json)
+    if jerr then return "json: " .. tostring(jerr) end
+  end
+  return nil
+end
+
+local function encode_query(query)
+  local keys = {}
+  for k in pairs(query) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = query[k]
+    local list = type(v) == "table" and v or { v }
+    for _, item in ipairs(list) do
+      parts[#parts + 1] = core.url_encode(tostring(k)) .. "=" .. core.url_encode(tostring(item))
+    end
+  end
+  return table.concat(parts, "&")
+end
+
+-- Send r (path, query, headers, json|body, method, timeout, retry) to base .. r.path with the
+-- given Authorization value. Returns the response whatever its status, or nil, err.
+function _M.call(s, base, r, authorization, extra)
+  if r.path:sub(1, 1) ~= "/" then
+    return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
+  end
+  local h = { Accept = "application/json" }
+  for k, v in pairs(r.headers or {}) do
+    local bad = headers.check(k, v)
+    if bad then return nil, errors.new("invalid_header", bad) end
+    h[k] = v
+  end
+  for k, v in pairs(extra or {}) do
+    if h[k] == nil then h[k] = v end
+  end
+  h.Authorization = authorization
+  local body = r.body
+  if r.json ~= nil then
+    body = cjson.encode(r.json)
+    h["Content-Type"] = h["Content-Type"] or "application/json"
+  end
+  local url = base .. r.path
+  if r.query and next(r.query) then
+    url = url .. (r.path:find("?", 1, true) and "&" or "?") .. encode_query(r.query)
+  end
+  local method = (r.method or "GET"):upper()
+  local res, err = s:send({ method = method, url = url, headers = h, body = body,
+                            timeout = s:timeout(r.timeout) }, "api", r.retry)
+  if not res then return nil, err end
+  return setmetatable(res, Response)
+end
+
+-- The error for a non-2xx response (kept as err.response).
+function _M.status_error(res, method, path)
+  local err = apierror.from_response(res, { response = res, method = method, path = path })
+  if res.gave_up then err.message = err.message .. " (" .. res.gave_up .. ")" end
+  return err
+end
+
+-- cfg:request: the configuration's credentials, its host, the workspace id header on
+-- workspace hosts; 2xx responses only, everything else as an error.
+function _M.api(s, r)
+  local creds, err = s:credentials()
+  if not creds then return nil, err end
+  local auth
+  auth, err = creds.headers()
+  if not auth then return nil, err end
+  local v = s.values
+  local extra
+  if v.workspace_id and not s:is_account() then
+    extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
+  end
+  local res
+  res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+  if not res then return nil, err end
+  if res.status >= 200 and res.status <= 299 then return res end
+  return nil, _M.status_error(res, (r.method or "GET"):upper(), r.path)
+end
+
+return _M

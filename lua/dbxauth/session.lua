@@ -1,0 +1,220 @@
+-- A session is what one configuration has and knows at run time, behind the read-only object
+-- the user holds: the resolved attributes, the environment it was created in, its clock and
+-- transport, and every piece of per-configuration state, each owned by one module:
+--
+--   s.creds      the resolved credentials             (chain.lua)
+--   s.metadata   host metadata, fetched once          (discovery.lua, through ensure_metadata)
+--   s.apps       app lookups, 60 s                    (apps.lua)
+--   s.exchanges  exchanged-token sources by audience  (apps.lua)
+--   s.ctx        the provider context                 (context.lua)
+--
+-- Nothing else is ever written onto a session after it is created, and nothing is written onto
+-- the user's object at all. Modules reach the network only through send_once (one attempt) and
+-- token_request (the token retry policy), so the User-Agent, timeouts and retries have one home.
+local cache = require "dbxauth.cache"
+local config = require "dbxauth.config"
+local discovery = require "dbxauth.discovery"
+local errors = require "dbxauth.errors"
+local http = require "dbxauth.http"
+local oauth = require "dbxauth.oauth"
+local urls = require "dbxauth.url"
+local useragent = require "dbxauth.useragent"
+
+local _M = {}
+
+local APP_TTL = 60
+local DEFAULT_TIMEOUT = 60
+local DEFAULT_RETRY_BUDGET = 300
+local TOKEN_RETRY_BUDGET = 60
+
+local Session = {}
+Session.__index = Session
+Session.__name = "dbxauth.session"
+Session.__tostring = function() return "dbxauth.session" end
+
+-- A name for the TLS world a transport lives in: discovery answers are shared only within one.
+local scope_ids = setmetatable({}, { __mode = "k" })
+local next_scope = 0
+
+local function transport_scope(t)
+  local id = scope_ids[t]
+  if not id then
+    next_scope = next_scope + 1
+    id = "transport " .. next_scope
+    scope_ids[t] = id
+  end
+  return id
+end
+
+-- state: config.resolve's result. env = { getenv, home, clock, transport, version }
+function _M.new(state, env)
+  local v = state.values
+  local s = setmetatable({
+    state = state,
+    values = v,
+    getenv = env.getenv,
+    home = env.home,
+    clock = env.clock,
+    version = env.version,
+    transport = env.transport,
+    creds = nil, trying = nil, ua = nil,
+    metadata = nil, metadata_done = false, host_type = nil,
+    apps = cache.new(APP_TTL),
+    exchanges = {},
+  }, Session)
+  if env.transport then
+    s.scope = transport_scope(env.transport)
+  else
+    s.scope = table.concat({ "ca=" .. tostring(v.ca_file or env.getenv("SSL_CERT_FILE") or ""),
+      "verify=" .. tostring(not v.skip_verify), "max=" .. tostring(v.max_response_bytes or "") }, " ")
+  end
+  s.discovery_io = {
+    scope = s.scope,
+    send = function(req) return s:send_once(req) end,
+    now = function() return s:now() end,
+  }
+  s.ctx = require("dbxauth.context").new(s)
+  return s
+end
+
+function Session:get_transport()
+  local t = self.transport
+  if t then return t end
+  local v = self.values
+  t = require("dbxauth.transport").default {
+    ca_file = v.ca_file or self.getenv("SSL_CERT_FILE"),
+    skip_verify = v.skip_verify,
+    max_body = v.max_response_bytes,
+  }
+  self.transport = t
+  return t
+end
+
+function Session:now()
+  if self.clock then return self.clock() end
+  return self:get_transport():now()
+end
+
+function Session:is_account()
+  return config.host_type(self.state, self.host_type) == "account"
+end
+
+function Session:scopes()
+  return config.scopes(self.state)
+end
+
+function Session:timeout(override)
+  return override or self.values.http_timeout_seconds or DEFAULT_TIMEOUT
+end
+
+-- { kind = "api"|"token", budget, now } for http.send
+function Session:retry_policy(kind, retry)
+  local budget = self.values.retry_timeout_seconds or DEFAULT_RETRY_BUDGET
+  if kind == "token" then budget = math.min(budget, TOKEN_RETRY_BUDGET) end
+  return { kind = kind, retry = retry, budget = budget, now = self.clock }
+end
+
+function Session:user_agent()
+  local ua = self.ua
+  if ua then return ua end
+  ua = useragent.build(self.version, self.values.auth_type or self.trying, self.getenv)
+  -- Kept only once the auth type is known; it is part of the string.
+  if self.creds then self.ua = ua end
+  return ua
+end
+
+-- One attempt, no retries (metadata and discovery are best effort or fall back).
+function Session:send_once(req)
+  req.timeout = req.timeout or self:timeout()
+  req.headers = req.headers or {}
+  req.headers["User-Agent"] = req.headers["User-Agent"] or self:user_agent()
+  return self:get_transport():send(req)
+end
+
+-- A request with the retry policy of its kind; the response whatever its status | nil, err.
+function Session:send(req, kind, retry)
+  req.timeout = req.timeout or self:timeout()
+  req.headers["User-Agent"] = req.headers["User-Agent"] or self:user_agent()
+  return http.send(self:get_transport(), req, self:retry_policy(kind, retry))
+end
+
+-- POST to a token endpoint with the token retry policy, then parse the response.
+function Session:token_request(req, what)
+  local res, err = self:send(req, "token")
+  if not res then return nil, err end
+  local tok, perr = oauth.parse_token_response(res, self:now(), what)
+  if not tok and res.gave_up then perr.message = perr.message .. " (" .. res.gave_up .. ")" end
+  return tok, perr
+end
+
+-- The host, or nil, err when it is malformed or plain HTTP off loopback.
+function Session:check_host()
+  local st = self.state
+  local host = st.values.host
+  if st.host_error then
+    return nil, errors.new("config", st.host_error,
+      { hint = "host must be a URL like https://<workspace>.cloud.databricks.com" })
+  end
+  if host and urls.plain_http_off_loopback(host) then
+    return nil, errors.new("config", "host must use https:// (got " .. host .. ")", {
+      hint = "plain HTTP would send credentials unencrypted; use https://" .. host:sub(8),
+    })
+  end
+  return host
+end
+
+-- Once per session, before credentials are resolved: host metadata fills unset attributes.
+function Session:ensure_metadata()
+  if self.metadata_done then return true end
+  local host = self.values.host
+  if not host then return true end
+  local md, err = discovery.metadata(self.discovery_io, host)
+  if err then return nil, err end
+  self.metadata_done = true
+  if not md then return true end
+  self.metadata = md
+  discovery.apply(self.state, md)
+  if md.host_type then self.host_type = md.host_type:lower() end
+  return true
+end
+
+-- The check every flow makes before its first request.
+function Session:prepare()
+  local _, err = self:check_host()
+  if err then return nil, err end
+  return self:ensure_metadata()
+end
+
+function Session:endpoints()
+  local st = self.state
+  local v = st.values
+  local explicit = st.sources.discovery_url ~= "metadata" and v.discovery_url or nil
+  return discovery.endpoints(self.discovery_io, {
+    host = v.host,
+    account_id = v.account_id,
+    is_account = self:is_account(),
+    discovery_url = explicit,
+    metadata = self.metadata,
+  })
+end
+
+-- The credentials, resolved on first use and kept (decision D1).
+function Session:credentials()
+  local creds = self.creds
+  if creds then return creds end
+  return require("dbxauth.chain").resolve(self)
+end
+
+-- Forget every cached token (its own and the exchanged ones); the next call fetches anew.
+function Session:invalidate()
+  local creds = self.creds
+  if creds and creds.source then creds.source:invalidate() end
+  for _, source in pairs(self.exchanges) do source:invalidate() end
+end
+
+-- "message. Config: ... Env: ..." as a config error (or fields.code).
+function Session:config_error(message, fields)
+  return errors.new((fields and fields.code) or "config", config.with_suffix(message, self.state), fields)
+end
+
+return _M
