@@ -566,6 +566,7 @@ static CURLcode set_method(dbx_http *h, const dbx_http_req *r, char *method) {
 static CURLcode set_options(dbx_http *h, const dbx_http_req *r, char *url, char *method) {
   CURL *c = h->curl;
   CURLcode rc = CURLE_OK;
+  long connect_ms = r->timeout_ms < DBX_HTTP_MAX_CONNECT_MS ? r->timeout_ms : DBX_HTTP_MAX_CONNECT_MS;
   SET(CURLOPT_ERRORBUFFER, h->errbuf);
   SET(CURLOPT_URL, url);
   SET(CURLOPT_NOSIGNAL, 1L);
@@ -577,7 +578,7 @@ static CURLcode set_options(dbx_http *h, const dbx_http_req *r, char *url, char 
 #endif
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, h);
   SET(CURLOPT_HEADERFUNCTION, on_header);
@@ -585,7 +586,6 @@ static CURLcode set_options(dbx_http *h, const dbx_http_req *r, char *url, char 
   SET(CURLOPT_SSL_VERIFYPEER, r->skip_verify ? 0L : 1L);
   SET(CURLOPT_SSL_VERIFYHOST, r->skip_verify ? 0L : 2L);
   if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
-  if (r->ca_path) SET(CURLOPT_CAPATH, r->ca_path);
   SET(CURLOPT_HTTPHEADER, h->req_headers);
   if (h->res_list) SET(CURLOPT_RESOLVE, h->res_list);
   if (rc == CURLE_OK) rc = set_method(h, r, method);

@@ -88,11 +88,9 @@ typedef struct dbx_http_req {
   size_t      url_len;
   const char *body;         /* NULL: no body. Must stay valid during perform. */
   size_t      body_len;
-  long        timeout_ms;
-  long        connect_timeout_ms;
+  long        timeout_ms;   /* the whole exchange; connecting gets at most DBX_HTTP_MAX_CONNECT_MS of it */
   size_t      max_body;
   const char *ca_file;      /* NUL-terminated or NULL */
-  const char *ca_path;
   int         skip_verify;
 } dbx_http_req;
 

@@ -399,14 +399,9 @@ static int http_request(lua_State *L) {
   r.body = opt_string(L, "body", &r.body_len);
   r.timeout_ms = (long)opt_number(L, "timeout_ms", (lua_Number)DBX_HTTP_DEFAULT_TIMEOUT_MS, 1,
                                   (lua_Number)INT32_MAX, MS_WHAT);
-  r.connect_timeout_ms = (long)opt_number(
-      L, "connect_timeout_ms",
-      (lua_Number)(r.timeout_ms < DBX_HTTP_MAX_CONNECT_MS ? r.timeout_ms : DBX_HTTP_MAX_CONNECT_MS),
-      1, (lua_Number)INT32_MAX, MS_WHAT);
   r.max_body = (size_t)opt_number(L, "max_body", (lua_Number)DBX_HTTP_DEFAULT_MAX_BODY, 0,
                                   9007199254740992.0, "must be a non-negative integer (bytes)");
   r.ca_file = opt_path(L, "ca_file");
-  r.ca_path = opt_path(L, "ca_path");
   r.skip_verify = opt_boolean(L, "skip_verify");
   headers = check_headers(L);
   resolve = check_resolve(L);
