@@ -474,7 +474,7 @@ static void create_meta(lua_State *L, const char *name, const luaL_Reg *methods,
       lua_pushcfunction(L, tostring);
       lua_setfield(L, -2, "__tostring");
     }
-    lua_pushstring(L, name);
+    lua_pushstring(L, name);          /* 5.4 sets it too; LuaJIT does not */
     lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
@@ -806,24 +806,6 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL},
 };
 
-static void create_http_meta(lua_State *L) {
-  if (luaL_newmetatable(L, LDBX_HTTP_MT)) {
-    luaL_newlib(L, http_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, http_release);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, http_release);
-    lua_setfield(L, -2, "__close");
-#endif
-    lua_pushcfunction(L, http_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, LDBX_HTTP_MT);   /* 5.4 sets it too; LuaJIT does not */
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
-}
-
 int luaopen_dbxauth_core(lua_State *L) {
   /* The one piece of global state: libcurl's own, initialised once per process
    * (in nginx, by init_by_lua in the master before fork). */
@@ -834,7 +816,7 @@ int luaopen_dbxauth_core(lua_State *L) {
     if (rc != CURLE_OK) return luaL_error(L, "curl_global_init failed: %s", curl_easy_strerror(rc));
     curl_ready = 1;
   }
-  create_http_meta(L);
+  create_meta(L, LDBX_HTTP_MT, http_methods, http_release, http_tostring);
   create_meta(L, LDBX_LISTENER_MT, listener_methods, listener_release, listener_tostring);
   create_meta(L, LDBX_LOCK_MT, lock_methods, lock_release, lock_tostring);
   create_meta(L, LDBX_BUFBOX_MT, NULL, bufbox_gc, NULL);
