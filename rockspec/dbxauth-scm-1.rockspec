@@ -23,6 +23,7 @@ build = {
   modules = {
     ["dbxauth.core"] = {
       sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_encode.c", "csrc/dbx_http.c",
+                  "csrc/dbx_headers.c",
                   "csrc/dbx_time.c", "csrc/ldbx_core.c",
                   "csrc/dbx_listen.c",
                   "csrc/dbx_file.c" },
