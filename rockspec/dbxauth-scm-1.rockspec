@@ -25,7 +25,7 @@ build = {
       sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_encode.c", "csrc/dbx_http.c",
                   "csrc/dbx_headers.c",
                   "csrc/dbx_time.c", "csrc/ldbx_core.c",
-                  "csrc/dbx_listen.c",
+                  "csrc/dbx_listen.c", "csrc/dbx_req.c",
                   "csrc/dbx_file.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto" },
