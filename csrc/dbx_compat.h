@@ -1,14 +1,15 @@
-/* Lua 5.1 (LuaJIT 2.1) <-> 5.4 shims: only what ldbx_core.c calls.
- * Include after lua.h and lauxlib.h. OpenResty's LuaJIT 2.1 already declares
- * luaL_setfuncs, luaL_setmetatable and luaL_newlib; redefining them breaks the
- * build, so the fallbacks are for PUC-Rio 5.1 only. */
+/* Lua 5.1 (LuaJIT 2.1) <-> 5.4 shims: only what the ldbx_*.c files call.
+ * Included by ldbx.h, after lua.h and lauxlib.h. OpenResty's LuaJIT 2.1 already
+ * declares luaL_setfuncs, luaL_setmetatable and luaL_newlib; redefining them breaks
+ * the build, so the fallbacks are for PUC-Rio 5.1 only (static inline: a file that
+ * does not call one of them must not warn). */
 #ifndef DBX_COMPAT_H
 #define DBX_COMPAT_H
 
 #if LUA_VERSION_NUM < 502
 #  define lua_rawlen(L, i) lua_objlen((L), (i))
 #  ifndef luaL_newlib
-static void ldbx_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+static inline void ldbx_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   luaL_checkstack(L, nup, "too many upvalues");
   for (; l->name != NULL; l++) {
     int i;
@@ -18,7 +19,7 @@ static void ldbx_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   }
   lua_pop(L, nup);
 }
-static void ldbx_setmetatable(lua_State *L, const char *tname) {
+static inline void ldbx_setmetatable(lua_State *L, const char *tname) {
   luaL_getmetatable(L, tname);
   lua_setmetatable(L, -2);
 }

@@ -1,22 +1,21 @@
 /* One HTTP exchange over a libcurl easy handle. No Lua here: a dbx_http owns
  * its CURL handle, the request's curl_slists and the response buffers, and
  * dbx_http_free releases all of it. Callbacks only copy bytes into those
- * buffers; results are read after dbx_http_perform returns. */
+ * buffers; results are read after dbx_http_perform returns. The response's
+ * header block is parsed by dbx_headers (and read with its dbx_hdr_iter). */
 #ifndef DBX_HTTP_H
 #define DBX_HTTP_H
 
 #include <stddef.h>
 
 #include "dbx_buf.h"
+#include "dbx_headers.h"
 
 #define DBX_HTTP_DEFAULT_TIMEOUT_MS   60000L
 #define DBX_HTTP_MAX_CONNECT_MS       30000L
 #define DBX_HTTP_DEFAULT_MAX_BODY     ((size_t)16 * 1024 * 1024)
 /* Buffers that grew past this are freed after each request. */
 #define DBX_HTTP_KEEP_BUFFER          ((size_t)1024 * 1024)
-/* Limits on one response's header block; the peer is not trusted. */
-#define DBX_HTTP_MAX_HEADER_LINES     1000
-#define DBX_HTTP_MAX_HEADER_BYTES     ((size_t)256 * 1024)
 
 /* Failure classes; the string is what Lua sees as the error code. */
 #define DBX_HTTP_CODES(X)                          \
@@ -39,43 +38,6 @@ typedef enum dbx_http_code { DBX_HTTP_CODES(DBX_HTTP_AS_ENUM) DBX_HTTP_NCODES } 
 
 const char *dbx_http_code_name(dbx_http_code c);
 
-/* ---- response header block parser (no curl; fuzzed on its own) ---- */
-
-typedef struct dbx_headers {
-  dbx_buf   recs;           /* packed records: u32 nlen, u32 vlen, name, value */
-  size_t    count;
-  size_t    bytes;          /* raw bytes of the current header block */
-  size_t    last;           /* offset of the newest record, for obs-fold */
-  long      status;         /* from the newest status line, 0 before one */
-  long long content_length; /* -1 when absent or not a plain decimal */
-} dbx_headers;
-
-void dbx_headers_init(dbx_headers *h);
-void dbx_headers_free(dbx_headers *h);
-void dbx_headers_reset(dbx_headers *h, size_t keep_max);
-/* Feeds one raw line as libcurl delivers it (line ending optional). A status line
- * ("HTTP/...") starts a new block, dropping earlier headers (1xx, proxy CONNECT).
- * Lines without a colon or with a non-token name are ignored; names are lower-cased;
- * values are trimmed, with CR, LF and NUL inside them replaced by SP (RFC 9110 5.5);
- * obs-fold continuation lines are appended with one space.
- * Returns DBX_HTTP_OK, DBX_HTTP_TOO_LARGE (limits above) or DBX_HTTP_NOMEM. */
-dbx_http_code dbx_headers_feed(dbx_headers *h, const char *line, size_t len);
-/* Writes one record per distinct name into out (same packed format), the non-empty
- * values of repeated names joined with ", " in arrival order. 0 or -1 (ENOMEM). */
-int dbx_headers_merge(const dbx_headers *h, dbx_buf *out);
-
-typedef struct dbx_hdr_iter {
-  const char *p;
-  const char *end;
-} dbx_hdr_iter;
-
-void dbx_hdr_iter_init(dbx_hdr_iter *it, const char *recs, size_t len);
-int dbx_hdr_next(dbx_hdr_iter *it, const char **name, size_t *nlen,
-                 const char **val, size_t *vlen);
-
-/* RFC 9110 token (header names, methods are stricter: see dbx_http_perform). */
-int dbx_http_is_token(const char *s, size_t n);
-
 /* ---- client ---- */
 
 typedef struct dbx_http dbx_http;
@@ -88,11 +50,9 @@ typedef struct dbx_http_req {
   size_t      url_len;
   const char *body;         /* NULL: no body. Must stay valid during perform. */
   size_t      body_len;
-  long        timeout_ms;
-  long        connect_timeout_ms;
+  long        timeout_ms;   /* the whole exchange; connecting gets at most DBX_HTTP_MAX_CONNECT_MS of it */
   size_t      max_body;
   const char *ca_file;      /* NUL-terminated or NULL */
-  const char *ca_path;
   int         skip_verify;
 } dbx_http_req;
 

@@ -10,11 +10,14 @@
  * wait() reads up to DBX_LISTEN_MAX_CONNS connections at once and returns the
  * first complete request head; the others stay with the listener for the next
  * wait(). A connection that sends no complete head within DBX_LISTEN_SLOW_MS of
- * being accepted is dropped (408 when it had sent anything). */
+ * being accepted is dropped (408 when it had sent anything). Request heads are
+ * parsed by dbx_req. */
 #ifndef DBX_LISTEN_H
 #define DBX_LISTEN_H
 
 #include <stddef.h>
+
+#include "dbx_req.h"
 
 #define DBX_LISTEN_MAX_HEAD   8192   /* request line + headers + empty line */
 #define DBX_LISTEN_SLOW_MS    5000   /* per connection: to send the head, and to take the response */
@@ -37,37 +40,6 @@ typedef enum dbx_listen_code { DBX_LISTEN_CODES(DBX_LISTEN_AS_ENUM) DBX_LISTEN_N
 #undef DBX_LISTEN_AS_ENUM
 
 const char *dbx_listen_code_name(dbx_listen_code c);
-
-/* ---- request head parser (no sockets; fuzzed on its own) ---- */
-
-typedef enum dbx_req_status {
-  DBX_REQ_BAD  = -1,   /* *why says what; a longer input cannot make it good */
-  DBX_REQ_MORE = 0,    /* no complete head yet */
-  DBX_REQ_DONE = 1     /* req is filled in */
-} dbx_req_status;
-
-/* Pointers into the parsed buffer. */
-typedef struct dbx_req {
-  const char *method;   size_t method_len;   /* an RFC 9110 token: any method, policy is the caller's */
-  const char *target;   size_t target_len;   /* origin-form: starts with '/', bytes 0x21-0x7E */
-  const char *path;     size_t path_len;     /* target up to the first '?' */
-  const char *query;    size_t query_len;    /* after the first '?'; "" (len 0) when there is none */
-  int         has_query;                     /* the target contains '?' */
-  int         minor;                         /* x in HTTP/1.x */
-  size_t      head_len;                      /* bytes up to and including the empty line */
-} dbx_req;
-
-/* Parses buf[0..n), the bytes received so far. Leading empty lines are skipped;
- * lines end in CRLF or a bare LF; the request line is METHOD SP target SP HTTP/1.x
- * with single spaces; header lines must be `token ":" value` with no control bytes
- * but HTAB in the value (headers are checked, then ignored). The query must be
- * well-formed percent-encoding (every '%' followed by two hex digits), so that
- * decoding it cannot fail. Every decision is taken on complete lines only: a
- * prefix of an input is never BAD unless the input is, and never DONE unless the
- * input is DONE with the same head. */
-dbx_req_status dbx_req_parse(const char *buf, size_t n, dbx_req *req, const char **why);
-
-/* ---- listener ---- */
 
 typedef struct dbx_listener dbx_listener;
 

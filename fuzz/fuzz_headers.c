@@ -1,4 +1,4 @@
-/* libFuzzer target: dbx_http's response-header parser, fed line by line as libcurl
+/* libFuzzer target: the response-header parser (dbx_headers), fed line by line as libcurl
  * would (each line ends at '\n'), then merged. Properties: no out-of-bounds
  * access, limits respected, names are distinct lower-case tokens, values carry
  * no CR, LF or NUL and no surrounding whitespace. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dbx_http.h"
+#include "dbx_headers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,13 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* libcurl delivers each line in its own malloc'd-size buffer: copy it so ASan
      * catches reads past the line, not just past the whole input */
     char *line = malloc(len ? len : 1);
-    dbx_http_code rc;
+    dbx_hdr_status rc;
     if (line == NULL) abort();
     memcpy(line, p, len);
     rc = dbx_headers_feed(&h, line, len);
     free(line);
-    if (rc == DBX_HTTP_TOO_LARGE) break;
-    if (rc != DBX_HTTP_OK) abort();
+    if (rc == DBX_HDR_TOO_LARGE) break;
+    if (rc != DBX_HDR_OK) abort();
     if (h.count > DBX_HTTP_MAX_HEADER_LINES || h.bytes > DBX_HTTP_MAX_HEADER_BYTES) abort();
     p += len;
   }

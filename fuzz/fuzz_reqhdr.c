@@ -56,7 +56,7 @@ static void check_header(dbx_http *h, const char *name, size_t nlen, const char 
     CHECK(strcmp(h->msg, want) == 0);
     return;
   }
-  if (ieq(name, nlen, "content-length")) {
+  if (dbx_http_ieq(name, nlen, "content-length")) {
     CHECK(count(h->req_headers) == before);
     return;
   }

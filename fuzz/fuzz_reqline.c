@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "dbx_encode.h"
-#include "dbx_listen.h"
+#include "dbx_req.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

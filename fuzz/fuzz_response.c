@@ -202,7 +202,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   req.body = post ? "a=b" : NULL;
   req.body_len = post ? 3 : 0;
   req.timeout_ms = TIMEOUT_MS;
-  req.connect_timeout_ms = TIMEOUT_MS;
   req.max_body = MAX_BODY[ctl & 3];
 
   CHECK(pthread_create(&t, NULL, serve, &srv) == 0);

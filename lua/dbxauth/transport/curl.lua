@@ -38,7 +38,7 @@ local CODES = {
   connect = "network", resolve = "network", send = "network", recv = "network", network = "network",
 }
 
--- opts: ca_file, ca_path, skip_verify, resolve (list of "host:port:addr"), max_body, clock
+-- opts: ca_file, skip_verify, resolve (list of "host:port:addr"), max_body, clock
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -47,7 +47,6 @@ function _M.new(opts)
   return setmetatable({
     client = core.http(),
     ca_file = opts.ca_file,
-    ca_path = opts.ca_path,
     skip_verify = opts.skip_verify and true or false,
     resolve = opts.resolve,
     max_body = opts.max_body or DEFAULT_MAX_BODY,
@@ -65,7 +64,6 @@ function Transport:send(req)
     timeout_ms = math.floor(timeout * 1000 + 0.5),
     max_body = req.max_body or self.max_body,
     ca_file = self.ca_file,
-    ca_path = self.ca_path,
     skip_verify = self.skip_verify,
     resolve = self.resolve,
   }
