@@ -432,11 +432,41 @@ describe("nginx", function()
       ws:clear_faults()
     end)
 
+    it("gw.refresh from both workers at once: one token request, every caller sees the token", function()
+      local opts = { profile = "pat", app = "my-app" }
+      gw = ngw.start { ws = ws, env = { HOME = home } }   -- no background refresh: the callers race
+      -- a slow token endpoint keeps the first refresh in flight while the others arrive
+      ws:fault { path = "/oidc/v1/token", kind = "pass", delay = 1, count = -1 }
+      local c0 = exchanges(ws)
+      local outs = {}
+      local u = gw.url .. "/t/refresh?opts=" .. url_encode(cjson.encode(opts))
+      for i = 1, 16 do
+        outs[i] = os.tmpname()
+        os.execute("(curl -s -o " .. files.q(outs[i]) .. " " .. files.q(u) .. ") &")
+      end
+      local pids = {}
+      for i = 1, 16 do
+        local body = wait_for("refresh " .. i, 20, function()
+          local b = files.read(outs[i])
+          return b and b ~= "" and b
+        end)
+        os.remove(outs[i])
+        local r = cjson.decode(body)
+        assert.is_table(r.status, body)             -- a lost race is not an error
+        if r.status.valid then pids[r.pid] = true end
+      end
+      wait_for("the token", 10, function() return status(gw, opts).valid end)
+      ws:clear_faults()
+      assert.equal(1, exchanges(ws) - c0)
+      assert.equal(1, status(gw, opts).refreshes)
+      assert.is_true(next(pids) ~= nil)
+    end)
+
     it("200 clients for 10 s: every request succeeds, one token request per refresh", function()
       local opts = { profile = "pat", app = "my-app" }
       ws:set { token_lifetime = 4 }
       start_gateway()
-      wait_for("a short-lived token", 5, function()
+      wait_for("a short-lived token", 15, function()
         local s = status(gw, opts)
         return s.valid and s.expiry - now() < 5
       end)

@@ -44,12 +44,13 @@
 --     the refresh timer: cosockets exist there, and nothing is carried across fork.
 local dbxauth = require "dbxauth"
 local errors = require "dbxauth.errors"
+local sharedtoken = require "dbxauth.sharedtoken"
 local cjson = require "cjson.safe"
 
 local ngx = ngx
 local shared = ngx.shared
-local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
-local concat, format, find, match = table.concat, string.format, string.find, string.match
+local tostring, type, pairs = tostring, type, pairs
+local concat, format = table.concat, string.format
 
 local _M = { VERSION = dbxauth.VERSION }
 
@@ -59,9 +60,6 @@ local DEFAULT_BACKOFF_MAX = 30
 local DEFAULT_LOCK_TIMEOUT = 130
 local CHECK_INTERVAL = 1         -- background timer: longest sleep between checks
 local MIN_CHECK = 0.05           -- ... and shortest
-local MAX_STALE = 20 * 60
-local USE_MARGIN = 40
-local NO_EXPIRY_RECHECK = 3600   -- tokens without expiry (PAT) are re-read from the config hourly
 
 local OPTION_TYPES = {
   profile = "string", config = "table", app = "string", audience = "string", scopes = "table",
@@ -69,13 +67,9 @@ local OPTION_TYPES = {
   ctx = "table",
 }
 
--- Errors that retrying will not fix are answered 502; everything else 503.
-local PERMANENT = { config = true, unauthenticated = true, permission_denied = true, invalid_request = true,
-                    not_found = true, unsupported = true, insufficient_scopes = true, invalid_header = true,
-                    tls = true }
-
 ---------------------------------------------------------------------------------------------
--- Targets: one per (worker, key), holding the options and the lazily created configuration.
+-- Targets: one per (worker, key), holding the options, the shared token and the lazily
+-- created configuration.
 
 local targets = {}
 
@@ -131,99 +125,10 @@ local function copy(t)
   return out
 end
 
-local function target(o, fname)
-  local dict_name = o.dict or DEFAULT_DICT
-  local key = key_of(o)
-  local id = dict_name .. "\0" .. key
-  local t = targets[id]
-  if t then return t end
-  check_options(o, fname)
-  local dict = shared[dict_name]
-  if not dict then
-    error("dbxauth.nginx: lua_shared_dict " .. dict_name .. " is not defined; add `lua_shared_dict "
-      .. dict_name .. " 1m;` to the http block", 3)
-  end
-  t = {
-    opts = copy(o),
-    dict = dict,
-    label = label_of(o),
-    k_tok = key .. "\0tok",       -- "expiry refresh_at usable_until|<Authorization value>"
-    k_lock = key .. "\0lock",
-    k_next = key .. "\0next",     -- no attempt before this time (backoff after a failure)
-    k_fails = key .. "\0fails",   -- consecutive failures
-    k_err = key .. "\0err",       -- "503 code" | "502 code" of the last failure
-    k_gen = key .. "\0gen",       -- completed attempts (waiters notice a failure by it)
-    k_refreshes = key .. "\0refreshes",
-    k_attempts = key .. "\0attempts",
-    wait = o.wait or DEFAULT_WAIT,
-    backoff_max = o.backoff_max or DEFAULT_BACKOFF_MAX,
-    lock_timeout = o.lock_timeout or DEFAULT_LOCK_TIMEOUT,
-    raw = nil, tok = nil,         -- last value read from the dict and its parsed form
-  }
-  targets[id] = t
-  return t
-end
-
----------------------------------------------------------------------------------------------
--- The stored token
-
--- { expiry, refresh_at, usable_until, header } of the stored token, or nil
-local function stored(t)
-  local raw = t.dict:get(t.k_tok)
-  if raw == nil then return nil end
-  if raw == t.raw then return t.tok end
-  local e, r, u, header = match(raw, "^(%S+) (%S+) (%S+)|(.*)$")
-  local tok = e and { expiry = tonumber(e), refresh_at = tonumber(r), usable_until = tonumber(u), header = header }
-  t.raw, t.tok = raw, tok
-  return tok
-end
-
 local function now()
   ngx.update_time()
   return ngx.now()
 end
-
--- Returns the stored form, or nil, err when the token is unusable.
-local function store(t, tok)
-  if type(tok) ~= "table" or type(tok.access_token) ~= "string" or tok.access_token == "" then
-    return nil, errors.new("invalid_response", "the configuration returned no access token")
-  end
-  local ttype = tok.token_type
-  if type(ttype) ~= "string" or ttype == "" then ttype = "Bearer" end
-  -- normalise "bearer" (some IdPs) to the canonical scheme name
-  if ttype:lower() == "bearer" then ttype = "Bearer" end
-  local header = ttype .. " " .. tok.access_token
-  if find(header, "[%z\1-\31\127]") then
-    return nil, errors.new("invalid_response", "the access token contains control characters")
-  end
-  local at = now()
-  local expiry, refresh_at, usable_until
-  if type(tok.expiry) == "number" then
-    expiry = tok.expiry
-    local ttl = expiry - at
-    if ttl <= 0 then
-      return nil, errors.new("invalid_response", "the token endpoint returned a token that has already expired")
-    end
-    refresh_at = expiry - math.min(ttl / 2, MAX_STALE)
-    usable_until = expiry - math.min(USE_MARGIN, ttl / 5)
-  else
-    expiry = 0                                   -- never expires (PAT); re-read occasionally
-    refresh_at = at + NO_EXPIRY_RECHECK
-    usable_until = at + 10 * 365 * 86400
-  end
-  local value = format("%.3f %.3f %.3f|%s", expiry, refresh_at, usable_until, header)
-  local exptime = math.max(usable_until - at, 1) + 60
-  if expiry == 0 then exptime = 0 end
-  local ok, err = t.dict:set(t.k_tok, value, exptime)
-  if not ok then
-    return nil, errors.new("internal", "cannot store the token in lua_shared_dict: " .. tostring(err)
-      .. " (make the dict larger)")
-  end
-  return stored(t)
-end
-
----------------------------------------------------------------------------------------------
--- Refreshing
 
 local function config_of(t)
   local cfg = t.cfg
@@ -250,13 +155,8 @@ local function fetch(t)
   return cfg:token()
 end
 
-local function backoff(t, fails)
-  local d = math.min(2 ^ (fails - 1), t.backoff_max)
-  return d * (0.5 + math.random() * 0.5)
-end
-
-local function log_failure(t, err, tok, delay)
-  local left = tok and (tok.usable_until - now())
+local function log_failure(t, err, entry, delay)
+  local left = entry and (entry.usable_until - now())
   ngx.log(ngx.ERR, "dbxauth: token refresh for ", t.label, " failed: [", tostring(err.code), "] ",
     tostring(err.message),
     left and left > 0 and format("; still serving the current token (usable for %.0f s)", left)
@@ -264,68 +164,47 @@ local function log_failure(t, err, tok, delay)
     format("; next attempt in %.1f s", delay))
 end
 
--- Runs with the lock held (in a timer); always releases it.
-local function refresh_locked(t)
-  local dict = t.dict
-  dict:incr(t.k_attempts, 1, 0)
-  local before = stored(t)
-  local ok, tok, err = pcall(fetch, t)
-  if not ok then
-    err = errors.new("internal", "dbxauth.nginx: error while refreshing: " .. tostring(tok))
-    tok = nil
+local function target(o, fname)
+  local dict_name = o.dict or DEFAULT_DICT
+  local key = key_of(o)
+  local id = dict_name .. "\0" .. key
+  local t = targets[id]
+  if t then return t end
+  check_options(o, fname)
+  local dict = shared[dict_name]
+  if not dict then
+    error("dbxauth.nginx: lua_shared_dict " .. dict_name .. " is not defined; add `lua_shared_dict "
+      .. dict_name .. " 1m;` to the http block", 3)
   end
-  local cur
-  if tok then
-    -- The configuration's own cache answered with the token we already have: nothing new.
-    if before and type(tok.expiry) == "number" and before.expiry ~= 0 and tok.expiry <= before.expiry then
-      err = errors.new("unavailable", "no newer token yet (the configuration kept its cached token after a "
-        .. "failed early refresh)")
-    else
-      cur, err = store(t, tok)
-    end
-  end
-  if cur then
-    dict:delete(t.k_fails)
-    dict:delete(t.k_next)
-    dict:delete(t.k_err)
-    dict:incr(t.k_refreshes, 1, 0)
-  else
-    err = errors.is(err) and err or errors.new("internal", tostring(err))
-    local fails = dict:incr(t.k_fails, 1, 0) or 1
-    local delay = backoff(t, fails)
-    dict:set(t.k_next, now() + delay, delay + 1)
-    dict:set(t.k_err, (PERMANENT[err.code] and "502 " or "503 ") .. tostring(err.code))
-    log_failure(t, err, before, delay)
-  end
-  dict:incr(t.k_gen, 1, 0)
-  dict:delete(t.k_lock)
-  return cur, err
+  t = { opts = copy(o), label = label_of(o), wait = o.wait or DEFAULT_WAIT }
+  t.shared = sharedtoken.new {
+    dict = dict, key = key, now = now, owner = ngx.worker.pid(),
+    fetch = function() return fetch(t) end,
+    lock_timeout = o.lock_timeout or DEFAULT_LOCK_TIMEOUT,
+    backoff_max = o.backoff_max or DEFAULT_BACKOFF_MAX,
+    log = function(err, entry, delay) log_failure(t, err, entry, delay) end,
+  }
+  targets[id] = t
+  return t
 end
 
-local function in_backoff(t, at)
-  local next_at = t.dict:get(t.k_next)
-  return next_at ~= nil and at < next_at
-end
+---------------------------------------------------------------------------------------------
+-- Refreshing
 
--- Take the lock; true when this caller now owns the refresh.
-local function lock(t)
-  return t.dict:add(t.k_lock, ngx.worker.pid(), t.lock_timeout) and true or false
-end
-
-local function refresh_timer(premature, t)
+local function refresh_timer(premature, st)
   if premature then
-    t.dict:delete(t.k_lock)
+    st:unlock()
     return
   end
-  refresh_locked(t)
+  st:refresh_locked()
 end
 
 -- Start a refresh in a timer unless one is running or the backoff says wait. Never yields.
-local function refresh_async(t, at)
-  if in_backoff(t, at) or not lock(t) then return false end
-  local ok, err = ngx.timer.at(0, refresh_timer, t)
+local function refresh_async(st, at)
+  if st:in_backoff(at) or not st:lock() then return false end
+  local ok, err = ngx.timer.at(0, refresh_timer, st)
   if not ok then
-    t.dict:delete(t.k_lock)
+    st:unlock()
     ngx.log(ngx.ERR, "dbxauth: cannot start the token refresh timer: ", err)
     return false
   end
@@ -335,44 +214,32 @@ end
 ---------------------------------------------------------------------------------------------
 -- Getting a usable token
 
-local function failure_status(t)
-  local e = t.dict:get(t.k_err)
-  if not e then return 503, "unavailable" end
-  local status, code = match(e, "^(%d+) (.*)$")
-  return tonumber(status) or 503, code
-end
-
 -- The Authorization value | nil, status, code. Yields only when there is no usable token.
 local function authorization(t)
-  local tok = stored(t)
+  local st = t.shared
+  local entry = st:get()
   local at = ngx.now()
-  if tok and at < tok.usable_until then
-    if at >= tok.refresh_at then refresh_async(t, at) end
-    return tok.header
+  if st:usable(entry, at) then
+    if at >= entry.refresh_at then refresh_async(st, at) end
+    return entry.header
   end
   at = now()
-  if in_backoff(t, at) then
-    local status, code = failure_status(t)
-    return nil, status, code
-  end
-  local gen = t.dict:get(t.k_gen)
-  refresh_async(t, at)
+  if st:in_backoff(at) then return nil, st:failure() end
+  local gen = st.dict:get(st.k_gen)
+  refresh_async(st, at)
   local deadline = at + t.wait
   local step = 0.005
   while true do
     ngx.sleep(step)
     if step < 0.05 then step = step * 2 end
-    tok = stored(t)
+    entry = st:get()
     at = now()
-    if tok and at < tok.usable_until then return tok.header end
-    if t.dict:get(t.k_gen) ~= gen then
+    if st:usable(entry, at) then return entry.header end
+    if st.dict:get(st.k_gen) ~= gen then
       -- an attempt finished without a usable token
-      if in_backoff(t, at) then
-        local status, code = failure_status(t)
-        return nil, status, code
-      end
-      gen = t.dict:get(t.k_gen)
-      refresh_async(t, at)
+      if st:in_backoff(at) then return nil, st:failure() end
+      gen = st.dict:get(st.k_gen)
+      refresh_async(st, at)
     end
     if at >= deadline then return nil, 503, "timeout" end
   end
@@ -389,6 +256,15 @@ function _M.authorization(o)
   if header then return header end
   return nil, errors.new(code == "timeout" and "timeout" or "unavailable",
     "no Databricks token available for " .. t.label .. " (" .. tostring(code) .. ")", { status = status })
+end
+
+-- Refresh now if the shared token is due (lua-resty-lock's recipe, in this light thread):
+-- { valid, expiry, ... } as status() | nil, err. Another worker's refresh in flight: not waited for.
+function _M.refresh(o)
+  local t = target(o, "refresh")
+  local _, err = t.shared:refresh()
+  if err then return nil, err end
+  return t.shared:status()
 end
 
 local MESSAGES = {
@@ -429,28 +305,30 @@ function _M.access(o)
 end
 
 -- init_worker_by_lua*: keep the token fresh in the background (one timer chain per worker;
--- the lock makes one of them do each refresh).
+-- the lock makes one of them do each refresh, and the second look under the lock makes the
+-- others use its token).
 function _M.init(o)
   local t = target(o, "init")
   if t.timer_started then return true end
   t.timer_started = true
+  local st = t.shared
   local tick
   tick = function(premature)
     if premature then return end
     local at = now()
-    local tok = stored(t)
-    if (not tok or at >= tok.refresh_at or at >= tok.usable_until) and not in_backoff(t, at) and lock(t) then
-      refresh_locked(t)
-      at, tok = now(), stored(t)
+    local entry = st:get()
+    if st:due(entry, at) and not st:in_backoff(at) and st:lock() then
+      st:refresh_locked()
+      at, entry = now(), st:get()
     end
     -- next check: when the backoff ends or the token becomes due, at least every second
     -- (while another worker holds the lock for a due token: every MIN_CHECK)
-    local next_at = t.dict:get(t.k_next)
+    local next_at = st.dict:get(st.k_next)
     local due
     if next_at and next_at > at then
       due = next_at
     else
-      due = tok and tok.refresh_at or at
+      due = entry and entry.refresh_at or at
     end
     local delay = math.max(MIN_CHECK, math.min(due - at, CHECK_INTERVAL))
     local ok, err = ngx.timer.at(delay, tick)
@@ -469,22 +347,7 @@ end
 
 -- State of the shared token, for health checks and tests. Never contains the token.
 function _M.status(o)
-  local t = target(o, "status")
-  local d = t.dict
-  local tok = stored(t)
-  local at = now()
-  return {
-    valid = tok ~= nil and at < tok.usable_until,
-    expiry = tok and tok.expiry ~= 0 and tok.expiry or nil,
-    refresh_at = tok and tok.refresh_at,
-    usable_until = tok and tok.usable_until,
-    refreshes = d:get(t.k_refreshes) or 0,
-    attempts = d:get(t.k_attempts) or 0,
-    failures = d:get(t.k_fails) or 0,
-    next_attempt = d:get(t.k_next),
-    refreshing = d:get(t.k_lock) or false,   -- pid of the worker refreshing now
-    last_error = d:get(t.k_err),
-  }
+  return target(o, "status").shared:status()
 end
 
 return _M

@@ -124,6 +124,15 @@ if rawget(_G, "ngx") and ngx.get_phase then
     ngx.print(cjson.encode(require("dbxauth.nginx").status(o)))
   end
 
+  -- GET /t/refresh?opts=<json>: dbxauth.nginx.refresh in this request; JSON { status } | { err }
+  function M.refresh()
+    local args = ngx.req.get_uri_args()
+    local o = cjson.decode(args.opts or "{}")
+    local st, err = require("dbxauth.nginx").refresh(o)
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print(cjson.encode(st and { status = st, pid = ngx.worker.pid() } or { err = { code = err.code } }))
+  end
+
   local function start_time(pid)
     local f = io.open("/proc/" .. pid .. "/stat", "rb")
     if not f then return nil end
@@ -261,6 +270,7 @@ http {
         location = /t/raw { content_by_lua_block { require("spec.support.nginx_gw").raw() } }
         location = /t/phases { content_by_lua_block { require("spec.support.nginx_gw").phases() } }
         location = /t/status { content_by_lua_block { require("spec.support.nginx_gw").status() } }
+        location = /t/refresh { content_by_lua_block { require("spec.support.nginx_gw").refresh() } }
         location = /t/flush { content_by_lua_block { require("spec.support.nginx_gw").flush() } }
         location = /t/log {
             return 200 "log";
