@@ -63,7 +63,7 @@ local function stale_at(tok, now)
   return _M.refresh_at(tok.expiry, now)
 end
 
-function Source:_refresh()
+local function refresh(self)
   self.refreshing = true
   local ok, tok, err = pcall(self.fetch)
   self.refreshing = false
@@ -96,7 +96,7 @@ function Source:token()
     if not self.stale_at or now < self.stale_at or now < self.cooldown_until or self.refreshing then
       return tok
     end
-    local _, err = self:_refresh()
+    local _, err = refresh(self)
     if err then self.cooldown_until = self.now() + COOLDOWN end
     return self.tok
   end
@@ -106,7 +106,7 @@ function Source:token()
       if self.tok and not expired(self, self.now()) then return self.tok end
     end
   end
-  local fresh, err = self:_refresh()
+  local fresh, err = refresh(self)
   if not fresh then return nil, err end
   return self.tok
 end
