@@ -208,6 +208,15 @@ describe("nginx", function()
       r = raw("no_reason")
       assert.equal(204, r.status)
       assert.equal("", r.body)
+      -- a pooled connection the server closes meanwhile is dropped from the pool, or (linger:
+      -- closed after the request went out on it) retried once on a fresh one; never an error
+      for _, linger in ipairs { "", "&linger=0.3" } do
+        local out = send(gw.url .. "/t/raw?case=pooled" .. linger, "&repeat=3")
+        for i = 1, 3 do
+          assert.equal(200, out[i].status, cjson.encode(out[i]))
+          assert.equal("ok", out[i].body)
+        end
+      end
     end)
 
     it("rejects malformed responses", function()

@@ -66,7 +66,7 @@ if rawget(_G, "ngx") and ngx.get_phase then
     ngx.print(cjson.encode(out))
   end
 
-  -- Raw responses, written byte for byte on the downstream socket.
+  -- Raw responses, written byte for byte on the downstream socket: /t/raw?case=name[&linger=s]
   -- just over and just within dbxauth.http1's limits (256 KiB of header block, 1000 fields)
   local big = string.rep("x", 257 * 1024)
   local near = string.rep("x", 200 * 1024)
@@ -74,6 +74,8 @@ if rawget(_G, "ngx") and ngx.get_phase then
     chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
       .. "5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer-Field: x\r\n\r\n",
     close = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    -- keep-alive by the protocol, but nginx closes the connection after the raw handler
+    pooled = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     continue = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
     http10 = "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold",
     te_and_cl = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -108,6 +110,9 @@ if rawget(_G, "ngx") and ngx.get_phase then
     if not payload then return ngx.exit(404) end
     local sock = assert(ngx.req.socket(true))
     sock:send(payload)
+    -- &linger=s: keep the connection open a while, so the client pools it and reuses it
+    local linger = tonumber(ngx.var.arg_linger)
+    if linger then ngx.sleep(linger) end
     -- the handler ends without a response of nginx's own: the raw socket wrote it, and nginx
     -- closes the connection
     ngx.exit(ngx.OK)
