@@ -208,12 +208,21 @@ describe("nginx", function()
       r = raw("no_reason")
       assert.equal(204, r.status)
       assert.equal("", r.body)
+      -- a pooled connection the server closes meanwhile is dropped from the pool, or (linger:
+      -- closed after the request went out on it) retried once on a fresh one; never an error
+      for _, linger in ipairs { "", "&linger=0.3" } do
+        local out = send(gw.url .. "/t/raw?case=pooled" .. linger, "&repeat=3")
+        for i = 1, 3 do
+          assert.equal(200, out[i].status, cjson.encode(out[i]))
+          assert.equal("ok", out[i].body)
+        end
+      end
     end)
 
     it("rejects malformed responses", function()
       for _, case in ipairs { "te_and_cl", "folded", "ctl", "bad_status", "not_http", "bad_name", "cl_mismatch",
                               "cl_negative", "bad_chunk", "huge_chunk", "chunk_no_crlf", "gzip_te",
-                              "huge_headers", "many_headers", "switch", "many_continue" } do
+                              "switch", "many_continue" } do
         local r = send(gw.url .. "/t/raw?case=" .. case)[1]
         assert.is_table(r.err, case)
         assert.equal("invalid_response", r.err.code, case .. ": " .. cjson.encode(r))
@@ -223,8 +232,21 @@ describe("nginx", function()
       assert.equal("recv", r.err.reason)
     end)
 
+    it("enforces the curl transport's header limits: 256 KiB of header block, 1000 fields", function()
+      for _, case in ipairs { "huge_headers", "many_headers" } do
+        local r = send(gw.url .. "/t/raw?case=" .. case)[1]
+        assert.is_table(r.err, case)
+        assert.equal("too_large", r.err.code, case .. ": " .. cjson.encode(r))
+      end
+      local r = send(gw.url .. "/t/raw?case=near_limits")[1]
+      assert.equal(200, r.status, cjson.encode(r.err))
+      assert.equal("ok", r.body)
+      assert.equal(200 * 1024, #r.headers["x-big"])
+      assert.equal(string.rep("1", 998, ", "), r.headers["x-m"])
+    end)
+
     it("enforces max_body for Content-Length, chunked and close-delimited bodies", function()
-      for _, case in ipairs { "big_cl", "big_close" } do
+      for _, case in ipairs { "big_cl", "big_chunked", "big_close" } do
         local r = send(gw.url .. "/t/raw?case=" .. case, "&max_body=100000")[1]
         assert.equal("too_large", r.err.code, case)
       end

@@ -66,12 +66,16 @@ if rawget(_G, "ngx") and ngx.get_phase then
     ngx.print(cjson.encode(out))
   end
 
-  -- Raw responses, written byte for byte on the downstream socket.
-  local big = string.rep("x", 70 * 1024)
+  -- Raw responses, written byte for byte on the downstream socket: /t/raw?case=name[&linger=s]
+  -- just over and just within dbxauth.http1's limits (256 KiB of header block, 1000 fields)
+  local big = string.rep("x", 257 * 1024)
+  local near = string.rep("x", 200 * 1024)
   local RAW = {
     chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
       .. "5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer-Field: x\r\n\r\n",
     close = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    -- keep-alive by the protocol, but nginx closes the connection after the raw handler
+    pooled = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     continue = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
     http10 = "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold",
     te_and_cl = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -87,9 +91,13 @@ if rawget(_G, "ngx") and ngx.get_phase then
     chunk_no_crlf = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
     gzip_te = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
     huge_headers = "HTTP/1.1 200 OK\r\nX-Big: " .. big .. "\r\nContent-Length: 0\r\n\r\n",
-    many_headers = "HTTP/1.1 200 OK\r\n" .. string.rep("X-M: 1\r\n", 101) .. "Content-Length: 0\r\n\r\n",
+    many_headers = "HTTP/1.1 200 OK\r\n" .. string.rep("X-M: 1\r\n", 1000) .. "Content-Length: 0\r\n\r\n",
+    near_limits = "HTTP/1.1 200 OK\r\nX-Big: " .. near .. "\r\n" .. string.rep("X-M: 1\r\n", 998)
+      .. "Content-Length: 2\r\n\r\nok",
     short_body = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
     big_cl = "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",
+    big_chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. string.rep("ea60\r\n" .. string.rep("z", 60000) .. "\r\n", 2) .. "0\r\n\r\n",
     big_close = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" .. string.rep("y", 200 * 1024),
     switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
     no_reason = "HTTP/1.1 204\r\n\r\n",
@@ -102,6 +110,9 @@ if rawget(_G, "ngx") and ngx.get_phase then
     if not payload then return ngx.exit(404) end
     local sock = assert(ngx.req.socket(true))
     sock:send(payload)
+    -- &linger=s: keep the connection open a while, so the client pools it and reuses it
+    local linger = tonumber(ngx.var.arg_linger)
+    if linger then ngx.sleep(linger) end
     -- the handler ends without a response of nginx's own: the raw socket wrote it, and nginx
     -- closes the connection
     ngx.exit(ngx.OK)

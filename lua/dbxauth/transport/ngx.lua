@@ -15,8 +15,10 @@
 --   * Names: IP literals as they are; then `resolve` entries ("host:port:addr", as curl's
 --     CURLOPT_RESOLVE); then /etc/hosts, read once per worker; then nginx's `resolver`, which is
 --     a DNS client only. Without a `resolver` directive the error says so.
---   * Responses: Content-Length, chunked and read-until-close bodies, at most max_body bytes;
---     status line and headers at most 64 KiB and 100 fields; anything malformed is an error.
+--   * HTTP/1.1 itself is dbxauth.http1 (no I/O, tested in plain Lua): Content-Length, chunked
+--     and read-until-close bodies of at most max_body bytes, header blocks of at most 256 KiB and
+--     1000 fields, as in the curl transport; anything malformed is an error. This file only
+--     moves bytes between a cosocket and that parser.
 --   * Cosockets exist only in rewrite, access, content, timer and the ssl_* phases. Elsewhere
 --     (init, init_worker, set, log, header/body filters, balancer) send fails at once with a
 --     clear error; nothing ever blocks the worker.
@@ -25,24 +27,21 @@
 -- network (reason connect|resolve|send|recv), too_large, invalid_header, invalid_response,
 -- invalid_request, unavailable. Messages name the host and port, never a header or body.
 local errors = require "dbxauth.errors"
+local http1 = require "dbxauth.http1"
 
 local ngx = ngx
 local tcp = ngx.socket.tcp
 local concat, find, sub, lower = table.concat, string.find, string.sub, string.lower
-local byte, match, gmatch, format = string.byte, string.match, string.gmatch, string.format
-local tonumber, tostring, type, pairs = tonumber, tostring, type, pairs
+local match, gmatch, format = string.match, string.gmatch, string.format
+local tonumber, tostring, type = tonumber, tostring, type
 
 local _M = {}
 local Transport = {}
 Transport.__index = Transport
 Transport.__name = "dbxauth.transport.ngx"
 
-local DEFAULT_MAX_BODY = 16 * 1024 * 1024
-local MAX_HEADER_BYTES = 64 * 1024
-local MAX_HEADERS = 100
-local MAX_LINE = 4096            -- chunk-size lines and trailer fields
-local MAX_INTERIM = 5            -- 1xx responses skipped before the real one
-local READ_CHUNK = 64 * 1024
+local DEFAULT_MAX_BODY = http1.DEFAULT_MAX_BODY
+local READ_CHUNK = 64 * 1024     -- most bytes one receiveany() hands to the parser
 local DEFAULT_POOL_SIZE = 16
 local DEFAULT_KEEPALIVE = 60     -- seconds an idle pooled connection is kept
 
@@ -66,6 +65,8 @@ local HINTS = {
   send = "the connection broke while sending; check outbound HTTPS connectivity",
   recv = "the connection closed before a complete response arrived; check outbound HTTPS connectivity",
   too_large = "the response is larger than max_response_bytes allows",
+  too_large_head = "the response's header block or chunk framing exceeds dbxauth's fixed limits (256 KiB "
+    .. "and 1000 header fields, as in the curl transport); check for a misbehaving server or proxy",
   unavailable = "run the call from access_by_lua*, content_by_lua* or rewrite_by_lua*, or defer it "
     .. "with ngx.timer.at(0, fn); dbxauth.nginx's gw.init/gw.access do this for you",
 }
@@ -160,11 +161,6 @@ end
 
 -- ------------------------------------------------------------------ request building
 
-local TOKEN = "^[!#$%%&'*+.^_`|~%w-]+$"
--- Set by the transport itself; a caller's value would desynchronise framing or pooling.
-local RESERVED = { host = true, ["content-length"] = true, ["transfer-encoding"] = true,
-                   connection = true, te = true, upgrade = true, trailer = true }
-
 local function parse_url(url)
   if type(url) ~= "string" then return nil, "url must be a string" end
   local scheme, authority, rest = match(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
@@ -189,105 +185,11 @@ end
 _M._parse_url = parse_url
 
 local function build_request(req, u)
-  local method = req.method or "GET"
-  if not match(method, "^[A-Z]+$") then return nil, "invalid method" end
   local default_port = (u.scheme == "https" and u.port == 443) or (u.scheme == "http" and u.port == 80)
   local host_hdr = u.v6 and ("[" .. u.host .. "]") or u.host
   if not default_port then host_hdr = host_hdr .. ":" .. u.port end
-  local out = { method, " ", u.target, " HTTP/1.1\r\nHost: ", host_hdr, "\r\n" }
-  local n = #out
-  if req.headers then
-    for name, value in pairs(req.headers) do
-      if type(name) ~= "string" or not match(name, TOKEN) then
-        return nil, "invalid header name", "invalid_header"
-      end
-      if type(value) ~= "string" then
-        return nil, 'header "' .. name .. '" must be a string', "invalid_header"
-      end
-      if find(value, "[%z\r\n]") then
-        return nil, 'header "' .. name .. '" contains CR, LF or NUL', "invalid_header"
-      end
-      if RESERVED[lower(name)] then
-        return nil, 'header "' .. name .. '" is set by the transport', "invalid_header"
-      end
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = name, ": ", value, "\r\n"
-      n = n + 4
-    end
-  end
-  local body = req.body
-  if body ~= nil and type(body) ~= "string" then return nil, "body must be a string" end
-  if body or method == "POST" or method == "PUT" or method == "PATCH" then
-    out[n + 1] = "Content-Length: " .. #(body or "") .. "\r\n"
-    n = n + 1
-  end
-  out[n + 1] = "\r\n"
-  out[n + 2] = body
-  return concat(out)
+  return http1.request(req.method or "GET", u.target, host_hdr, req.headers, req.body)
 end
-
--- ------------------------------------------------------------------ response parsing
-
--- Reads until `pattern` through a receiveuntil iterator, at most `limit` bytes.
--- Returns data | nil, err ("too_large" | socket error).
-local function read_until(reader, limit)
-  local parts, total = {}, 0
-  while true do
-    local data, err = reader(4096)
-    if not data then
-      if err then return nil, err end
-      return concat(parts)
-    end
-    total = total + #data
-    if total > limit then return nil, "too_large" end
-    parts[#parts + 1] = data
-  end
-end
-
--- Parse "HTTP/1.x NNN reason\r\nName: value\r\n..." (terminator already removed).
--- Returns status, headers, minor version | nil, message
-local function parse_head(head)
-  local line_end = find(head, "\r\n", 1, true)
-  local status_line = line_end and sub(head, 1, line_end - 1) or head
-  local minor, status = match(status_line, "^HTTP/1%.([01]) (%d%d%d)")
-  if not minor then return nil, "malformed status line" end
-  if find(status_line, "[%z\1-\8\10-\31\127]") then return nil, "control character in the status line" end
-  local headers, count = {}, 0
-  if line_end then
-    local pos = line_end + 2
-    local len = #head
-    while pos <= len do
-      local e = find(head, "\r\n", pos, true) or (len + 1)
-      local line = sub(head, pos, e - 1)
-      pos = e + 2
-      local c = byte(line, 1)
-      if c == 32 or c == 9 then return nil, "folded header line" end
-      local name, value = match(line, "^([^:]+):[ \t]*(.-)[ \t]*$")
-      if not name or not match(name, TOKEN) then return nil, "malformed header line" end
-      if find(value, "[%z\1-\8\10-\31\127]") then return nil, "control character in a header value" end
-      count = count + 1
-      if count > MAX_HEADERS then return nil, "more than " .. MAX_HEADERS .. " header fields" end
-      name = lower(name)
-      local prev = headers[name]
-      headers[name] = prev and (prev .. ", " .. value) or value
-    end
-  end
-  return tonumber(status), headers, minor
-end
-_M._parse_head = parse_head
-
--- "5" or "5, 5" -> 5; anything else -> nil
-local function content_length(v)
-  local n
-  for item in gmatch(v, "[^,]+") do
-    local d = match(item, "^[ \t]*(%d+)[ \t]*$")
-    if not d or #d > 15 then return nil end
-    d = tonumber(d)
-    if n and n ~= d then return nil end
-    n = d
-  end
-  return n
-end
-_M._content_length = content_length
 
 -- ------------------------------------------------------------------ sending
 
@@ -301,16 +203,14 @@ local function now()
   return ngx.now()
 end
 
--- One exchange on one connection. Returns res | nil, err, got_bytes (true once any byte of
--- the response arrived, so a stale pooled connection can be told apart from a real failure).
+-- One exchange on one connection: the request out, then bytes from the socket into an
+-- http1 parser until it has the whole response. Returns res | nil, err, got_bytes (true once any
+-- byte of the response arrived, so a stale pooled connection can be told apart from a real
+-- failure). The caller closes the socket after a failure.
 local function exchange(self, sock, payload, deadline, max_body, head_only, where)
-  local function set_timeout()
-    local left = deadline - now()
-    if left <= 0 then return false end
-    sock:settimeout(math.max(1, math.floor(left * 1000)))
-    return true
-  end
-  local function io_fail(what, err, got)
+  local got, res = false, nil
+  local what = "sending the request"
+  local function io_fail(err)
     if err == "timeout" then
       return nil, errors.new("timeout", format("%s %s: timed out", where, what), { hint = HINTS.timeout }), got
     end
@@ -318,145 +218,61 @@ local function exchange(self, sock, payload, deadline, max_body, head_only, wher
     local _, e = net_fail(reason, format("%s %s: %s", where, what, tostring(err)), reason == "send")
     return nil, e, got
   end
-  if not set_timeout() then return io_fail("sending the request", "timeout", false) end
+  local function set_timeout()
+    local left = deadline - now()
+    if left <= 0 then return false end
+    sock:settimeout(math.max(1, math.floor(left * 1000)))
+    return true
+  end
+  if not set_timeout() then return io_fail("timeout") end
   local ok, err = sock:send(payload)
-  if not ok then return io_fail("sending the request", err, false) end
+  if not ok then return io_fail(err) end
 
-  local head_reader = sock:receiveuntil("\r\n\r\n")
-  local status, headers, minor
-  local interim = 0
+  what = "reading the response"
+
+  local p = http1.response { max_body = max_body, head = head_only }
+  local parts, n = {}, 0
   while true do
-    if not set_timeout() then return io_fail("reading the response", "timeout", interim > 0) end
-    local head
-    head, err = read_until(head_reader, MAX_HEADER_BYTES)
-    if not head then
-      if err == "too_large" then
-        return nil, errors.new("invalid_response", where .. ": response headers larger than "
-          .. MAX_HEADER_BYTES .. " bytes"), true
+    local ev, perr = p:next()
+    if ev == "need_data" then
+      if not set_timeout() then return io_fail("timeout") end
+      local data, rerr = sock:receiveany(READ_CHUNK)
+      if data then
+        got = true
+        p:feed(data)
+      elseif rerr == "closed" then
+        p:feed_eof()
+      else
+        return io_fail(rerr)
       end
-      return io_fail("reading the response", err, interim > 0)
-    end
-    status, headers, minor = parse_head(head)
-    if not status then
-      return nil, errors.new("invalid_response", where .. ": " .. headers), true
-    end
-    if status >= 200 or status == 101 then break end
-    interim = interim + 1
-    if interim > MAX_INTERIM then
-      return nil, errors.new("invalid_response", where .. ": too many 1xx responses"), true
-    end
-  end
-  if status == 101 then
-    return nil, errors.new("invalid_response", where .. ": unexpected protocol switch (101)"), true
-  end
-
-  local keep = minor == "1"
-  local conn = headers.connection
-  if conn then
-    conn = lower(conn)
-    if find(conn, "close", 1, true) then keep = false end
-  end
-
-  local body
-  local te, cl = headers["transfer-encoding"], headers["content-length"]
-  if head_only or status == 204 or status == 304 then
-    body = ""
-  elseif te then
-    if cl then
-      return nil, errors.new("invalid_response", where .. ": both Transfer-Encoding and Content-Length"), true
-    end
-    if lower(te) ~= "chunked" then
-      return nil, errors.new("invalid_response", where .. ": unsupported Transfer-Encoding"), true
-    end
-    local line_reader = sock:receiveuntil("\r\n")
-    -- One CRLF-terminated line of the chunked framing; `what` names it in the error.
-    local function next_line(what)
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      local line, lerr = read_until(line_reader, MAX_LINE)
-      if line then return line end
-      if lerr == "too_large" then
-        return nil, errors.new("invalid_response", where .. ": " .. what .. " too long"), true
+    elseif ev == nil then
+      if perr.code == "incomplete" then
+        local _, e = net_fail("recv", format("%s: %s", where, perr.message))
+        return nil, e, got
       end
-      return io_fail("reading the response body", lerr, true)
-    end
-    local parts, total = {}, 0
-    while true do
-      local line, lerr, fatal = next_line("chunk size line")
-      if not line then return nil, lerr, fatal end
-      local hex = match(line, "^(%x+)[ \t]*$") or match(line, "^(%x+)[ \t]*;")
-      if not hex or #hex > 8 then
-        return nil, errors.new("invalid_response", where .. ": malformed chunk size"), true
+      if perr.code == "too_large" then
+        local _, e = fail("too_large", where .. ": " .. perr.message,
+          { hint = perr.limit ~= "body" and HINTS.too_large_head or nil })
+        return nil, e, true
       end
-      local size = tonumber(hex, 16)
-      if size == 0 then break end
-      total = total + size
-      if total > max_body then
-        sock:close()
-        return fail("too_large", format("%s: response body larger than %d bytes", where, max_body))
-      end
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      local data
-      data, err = sock:receive(size + 2)
-      if not data then return io_fail("reading the response body", err, true) end
-      if sub(data, -2) ~= "\r\n" then
-        return nil, errors.new("invalid_response", where .. ": chunk not followed by CRLF"), true
-      end
-      parts[#parts + 1] = sub(data, 1, -3)
-    end
-    -- trailer fields, up to the empty line; their content is ignored
-    local trailer_bytes = 0
-    while true do
-      local line, lerr, fatal = next_line("trailer line")
-      if not line then return nil, lerr, fatal end
-      if line == "" then break end
-      trailer_bytes = trailer_bytes + #line
-      if trailer_bytes > MAX_HEADER_BYTES then
-        return nil, errors.new("invalid_response", where .. ": trailers too large"), true
-      end
-    end
-    body = concat(parts)
-  elseif cl then
-    local n = content_length(cl)
-    if not n then return nil, errors.new("invalid_response", where .. ": malformed Content-Length"), true end
-    if n > max_body then
-      sock:close()
-      return fail("too_large", format("%s: response body of %d bytes is larger than %d bytes", where, n, max_body))
-    end
-    if n == 0 then
-      body = ""
+      return nil, errors.new("invalid_response", where .. ": " .. perr.message), true
+    elseif ev.type == "response" then
+      res = { status = ev.status, headers = ev.headers }
+      what = "reading the response body"
+    elseif ev.type == "data" then
+      n = n + 1
+      parts[n] = ev.data
     else
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      body, err = sock:receive(n)
-      if not body then return io_fail("reading the response body", err, true) end
-    end
-  else
-    -- no framing: the body ends when the server closes the connection
-    keep = false
-    local parts, total = {}, 0
-    while true do
-      if not set_timeout() then return io_fail("reading the response body", "timeout", true) end
-      local data, rerr, partial = sock:receive(READ_CHUNK)
-      data = data or partial
-      if data and data ~= "" then
-        total = total + #data
-        if total > max_body then
-          sock:close()
-          return fail("too_large", format("%s: response body larger than %d bytes", where, max_body))
-        end
-        parts[#parts + 1] = data
+      res.body = concat(parts, "", 1, n)
+      -- bytes beyond the response would be read as the start of the next one: not pooled
+      if ev.keep_alive and p:buffered() == 0 then
+        sock:setkeepalive(self.keepalive_ms, self.pool_size)
+      else
+        sock:close()
       end
-      if rerr == "closed" then break end
-      if rerr then return io_fail("reading the response body", rerr, true) end
+      return res
     end
-    body = concat(parts)
   end
-
-  if keep then
-    sock:setkeepalive(self.keepalive_ms, self.pool_size)
-  else
-    sock:close()
-  end
-  return { status = status, headers = headers, body = body }
 end
 
 local function connect(self, u, deadline, where)
@@ -521,8 +337,8 @@ function Transport:send(req)
   local start = now()
   local u, uerr = parse_url(req.url)
   if not u then return fail("invalid_request", "invalid URL: " .. uerr) end
-  local payload, berr, bcode = build_request(req, u)
-  if not payload then return fail(bcode or "invalid_request", berr) end
+  local payload, berr = build_request(req, u)
+  if not payload then return fail(berr.code, berr.message) end
   local where = u.host .. ":" .. u.port
   local deadline = start + (req.timeout or 60)
   local max_body = req.max_body or self.max_body
