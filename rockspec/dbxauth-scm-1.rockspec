@@ -43,6 +43,7 @@ build = {
     ["dbxauth.headers"] = "lua/dbxauth/headers.lua",
     ["dbxauth.host"] = "lua/dbxauth/host.lua",
     ["dbxauth.http"] = "lua/dbxauth/http.lua",
+    ["dbxauth.http1"] = "lua/dbxauth/http1.lua",
     ["dbxauth.ini"] = "lua/dbxauth/ini.lua",
     ["dbxauth.nginx"] = "lua/dbxauth/nginx.lua",
     ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",

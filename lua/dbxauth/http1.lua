@@ -43,6 +43,8 @@
 --   http1.request(method, target, host, headers, body) -> bytes | nil, err
 --   err.code "invalid_request" | "invalid_header". The transport sets Host, Content-Length (when
 --   there is a body, or for POST, PUT and PATCH) and framing; callers cannot (RESERVED).
+local hdr = require "dbxauth.headers"
+
 local concat, sort = table.concat, table.sort
 local find, sub, byte, lower, match = string.find, string.sub, string.byte, string.lower, string.match
 local format, gmatch = string.format, string.gmatch
@@ -58,7 +60,7 @@ local DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _M.MAX_HEADER_BYTES, _M.MAX_HEADERS, _M.MAX_CHUNK_LINE = MAX_HEADER_BYTES, MAX_HEADERS, MAX_CHUNK_LINE
 _M.MAX_INTERIM, _M.DEFAULT_MAX_BODY = MAX_INTERIM, DEFAULT_MAX_BODY
 
-local TOKEN = "^[!#$%%&'*+.^_`|~%w-]+$"
+local TOKEN = hdr.TOKEN
 local CTL = "[%z\1-\8\10-\31\127]"    -- control characters but HT
 local CR, LF, SP, HT = 13, 10, 32, 9
 
@@ -467,15 +469,8 @@ function _M.request(method, target, host, headers, body)
   if headers ~= nil then
     if type(headers) ~= "table" then return req_fail("invalid_header", "headers must be a table") end
     for name, value in pairs(headers) do
-      if type(name) ~= "string" or not find(name, TOKEN) then
-        return req_fail("invalid_header", "invalid header name")
-      end
-      if type(value) ~= "string" then
-        return req_fail("invalid_header", 'header "' .. name .. '" must be a string')
-      end
-      if find(value, "[%z\r\n]") then
-        return req_fail("invalid_header", 'header "' .. name .. '" contains CR, LF or NUL')
-      end
+      local bad = hdr.check(name, value)
+      if bad then return req_fail("invalid_header", bad) end
       if RESERVED[lower(name)] then
         return req_fail("invalid_header", 'header "' .. name .. '" is set by the transport')
       end

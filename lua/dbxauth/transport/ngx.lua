@@ -27,13 +27,14 @@
 -- network (reason connect|resolve|send|recv), too_large, invalid_header, invalid_response,
 -- invalid_request, unavailable. Messages name the host and port, never a header or body.
 local errors = require "dbxauth.errors"
+local urls = require "dbxauth.url"
 local http1 = require "dbxauth.http1"
 
 local ngx = ngx
 local tcp = ngx.socket.tcp
-local concat, find, sub, lower = table.concat, string.find, string.sub, string.lower
+local concat, find, lower = table.concat, string.find, string.lower
 local match, gmatch, format = string.match, string.gmatch, string.format
-local tonumber, tostring, type = tonumber, tostring, type
+local tostring, type = tostring, type
 
 local _M = {}
 local Transport = {}
@@ -161,28 +162,6 @@ end
 
 -- ------------------------------------------------------------------ request building
 
-local function parse_url(url)
-  if type(url) ~= "string" then return nil, "url must be a string" end
-  local scheme, authority, rest = match(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
-  if not scheme then return nil, "not an absolute URL" end
-  scheme = lower(scheme)
-  if scheme ~= "https" and scheme ~= "http" then return nil, "unsupported scheme " .. scheme end
-  if find(authority, "@", 1, true) then return nil, "user information in URLs is not supported" end
-  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
-  local v6 = host ~= nil
-  if not host then
-    host, port = match(authority, "^([%w.-]+):?(%d*)$")
-  end
-  if not host or host == "" then return nil, "invalid host" end
-  if port == "" then port = scheme == "https" and 443 or 80 else port = tonumber(port) end
-  if not port or port < 1 or port > 65535 then return nil, "invalid port" end
-  rest = rest:gsub("#.*$", "")
-  if rest == "" then rest = "/" end
-  if sub(rest, 1, 1) == "?" then rest = "/" .. rest end
-  if find(rest, "[%z\1-\32\127]") then return nil, "the path contains spaces or control characters" end
-  return { scheme = scheme, host = lower(host), port = port, target = rest, v6 = v6 }
-end
-_M._parse_url = parse_url
 
 local function build_request(req, u)
   local default_port = (u.scheme == "https" and u.port == 443) or (u.scheme == "http" and u.port == 80)
@@ -335,7 +314,7 @@ function Transport:send(req)
       .. " phase; call this from a request handler or ngx.timer.at")
   end
   local start = now()
-  local u, uerr = parse_url(req.url)
+  local u, uerr = urls.parse(req.url)   -- the one URL parser (url.lua)
   if not u then return fail("invalid_request", "invalid URL: " .. uerr) end
   local payload, berr = build_request(req, u)
   if not payload then return fail(berr.code, berr.message) end
