@@ -60,6 +60,7 @@ build = {
     ["dbxauth.request"] = "lua/dbxauth/request.lua",
     ["dbxauth.session"] = "lua/dbxauth/session.lua",
     ["dbxauth.sharedtoken"] = "lua/dbxauth/sharedtoken.lua",
+    ["dbxauth.text"] = "lua/dbxauth/text.lua",
     ["dbxauth.tokencache"] = "lua/dbxauth/tokencache.lua",
     ["dbxauth.tokensource"] = "lua/dbxauth/tokensource.lua",
     ["dbxauth.transport"] = "lua/dbxauth/transport/init.lua",

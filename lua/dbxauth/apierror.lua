@@ -52,12 +52,7 @@ function _M.status_text(status)
   return STATUS_TEXT[status] or ("HTTP " .. tostring(status))
 end
 
--- Linear in #s (gsub("%s+$", "") is quadratic in a long run of inner blanks).
-local function trim(s)
-  local i = s:find("%S")
-  if not i then return "" end
-  return s:match(".*%S", i)
-end
+local trim = require("dbxauth.text").trim
 
 local function snippet(s)
   s = trim(s:sub(1, MAX_SCAN):gsub("[%c]+", " "))

@@ -124,12 +124,7 @@ local function parse_int(s)
   return n
 end
 
--- Linear in #s: the usual gsub("%s+$", "") is quadratic in a long run of inner blanks.
-local function trim(s)
-  local i = s:find("%S")
-  if not i then return "" end
-  return s:match(".*%S", i)
-end
+local trim = require("dbxauth.text").trim
 
 -- D18: trim, drop empties, de-duplicate, sort. nil when nothing is left, so that an empty
 -- list means "unset" and config.scopes() falls back to all-apis.

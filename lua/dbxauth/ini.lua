@@ -13,16 +13,8 @@ local DEFAULT_SECTION = "DEFAULT"
 local ORDER_KEY = "__order"
 local BOM = "\239\187\191"
 
--- Linear in #s: gsub("%s+$", "") would be quadratic in a long run of blanks inside a line.
-local function trim(s)
-  local i = s:find("%S")
-  if not i then return "" end
-  return s:match(".*%S", i)
-end
-
-local function ltrim(s)
-  return (s:gsub("^%s+", ""))
-end
+local texts = require "dbxauth.text"
+local trim, ltrim = texts.trim, texts.ltrim
 
 -- Plain-text last occurrence of needle in s (nil when absent).
 local function last_index(s, needle)

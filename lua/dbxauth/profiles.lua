@@ -27,13 +27,8 @@ local function fail(message, fields)
   return nil, errors.new("config", message, fields)
 end
 
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function ltrim(s)
-  return (s:gsub("^%s+", ""))
-end
+local texts = require "dbxauth.text"
+local trim, ltrim = texts.trim, texts.ltrim
 
 function _M.path(getenv, home)
   local p = getenv("DATABRICKS_CONFIG_FILE")

@@ -38,9 +38,7 @@ local function fail(code, message, fields)
   return nil, errors.new(code, message, fields)
 end
 
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
+local trim = require("dbxauth.text").trim
 
 ---------------------------------------------------------------------------------------------
 -- Locating the CLI (§8.4 step 1)

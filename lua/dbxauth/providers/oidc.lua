@@ -37,9 +37,7 @@ function _M.credentials(ctx, id_token)
   return tokensource.credentials(tokensource.new { fetch = fetch, now = ctx.now })
 end
 
-function _M.trim_end(s)
-  return (s:gsub("%s+$", ""))
-end
+_M.trim_end = require("dbxauth.text").rtrim
 
 -- A non-empty environment variable, or nil.
 function _M.getenv(ctx, name)
