@@ -21,6 +21,16 @@ describe("http.send retries", function()
     assert.is_true(t.slept[2] >= 1.05 and t.slept[2] <= 2.75)   -- min(attempt,10) + jitter
   end)
 
+  it("reads an HTTP-date Retry-After against the configuration's clock, not the system's", function()
+    local apierror = require "dbxauth.apierror"
+    local at = apierror.utc_epoch(2015, 10, 21, 7, 28, 0)
+    local t = script { { 503, headers = { ["retry-after"] = "Wed, 21 Oct 2015 07:28:30 GMT" } }, { 200 } }
+    local res = http.send(t, { method = "GET", url = "https://h/x" },
+      { kind = "api", budget = 300, now = function() return at end })
+    assert.equal(200, res.status)
+    assert.is_true(t.slept[1] >= 30 and t.slept[1] < 31, tostring(t.slept[1]))
+  end)
+
   it("does not retry POST unless asked, and retries it when asked", function()
     local t = script { { 503 }, { 200 } }
     assert.equal(503, http.send(t, { method = "POST", url = "https://h/x" }, { kind = "api", budget = 300 }).status)
