@@ -57,6 +57,7 @@ build = {
     ["dbxauth.providers.oauth_m2m"] = "lua/dbxauth/providers/oauth_m2m.lua",
     ["dbxauth.providers.oidc"] = "lua/dbxauth/providers/oidc.lua",
     ["dbxauth.providers.pat"] = "lua/dbxauth/providers/pat.lua",
+    ["dbxauth.redact"] = "lua/dbxauth/redact.lua",
     ["dbxauth.request"] = "lua/dbxauth/request.lua",
     ["dbxauth.session"] = "lua/dbxauth/session.lua",
     ["dbxauth.sharedtoken"] = "lua/dbxauth/sharedtoken.lua",

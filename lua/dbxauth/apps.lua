@@ -274,7 +274,7 @@ function _M.app_request(s, r)
     return nil, err
   end
   if res.status >= 200 and res.status <= 299 then return res end
-  return nil, app_error(res, r, app)
+  return nil, s:redact(app_error(res, r, app), { headers = { Authorization = headers.authorization(tok) } })
 end
 
 return _M

@@ -16,6 +16,8 @@
 --   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
 --   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
 --                            chain has done this before any provider runs
+--   ctx.redact(text)         text with every secret of the configuration masked, for messages
+--                            that quote outside text (a CLI's stderr)
 --
 -- A provider is { name, applies(ctx) -> bool, configure(ctx) -> creds | nil, err | false },
 -- where creds = { headers() -> { Authorization = ... } | nil, err, token() -> token | nil, err,
@@ -44,6 +46,7 @@ function _M.new(s)
     token_request = function(req, what) return s:token_request(req, what) end,
     send = function(req) return s:send_once(req) end,
     prepare = function() return s:prepare() end,
+    redact = function(text) return require("dbxauth.redact").text(text, s:secrets()) end,
   }
 end
 

@@ -127,7 +127,9 @@ function _M.api(s, r)
   res, err = _M.call(s, v.host, r, auth.Authorization, extra)
   if not res then return nil, err end
   if res.status >= 200 and res.status <= 299 then return res end
-  return nil, _M.status_error(res, (r.method or "GET"):upper(), r.path)
+  -- The server's message is outside text: it may quote the credential it was sent.
+  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path),
+    { headers = { Authorization = auth.Authorization } })
 end
 
 return _M

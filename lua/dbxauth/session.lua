@@ -11,12 +11,14 @@
 -- Nothing else is ever written onto a session after it is created, and nothing is written onto
 -- the user's object at all. Modules reach the network only through send_once (one attempt) and
 -- token_request (the token retry policy), so the User-Agent, timeouts and retries have one home.
+local attributes = require "dbxauth.attributes"
 local cache = require "dbxauth.cache"
 local config = require "dbxauth.config"
 local discovery = require "dbxauth.discovery"
 local errors = require "dbxauth.errors"
 local http = require "dbxauth.http"
 local oauth = require "dbxauth.oauth"
+local redact = require "dbxauth.redact"
 local urls = require "dbxauth.url"
 local useragent = require "dbxauth.useragent"
 
@@ -138,13 +140,31 @@ function Session:send(req, kind, retry)
   return http.send(self:get_transport(), req, self:retry_policy(kind, retry))
 end
 
--- POST to a token endpoint with the token retry policy, then parse the response.
+-- Every secret value of the configuration, plus those `req` carries (redact.lua).
+function Session:secrets(req)
+  local list = {}
+  for _, a in ipairs(attributes.LIST) do
+    local v = a.sensitive and self.values[a.name]
+    if type(v) == "string" then list[#list + 1] = v end
+  end
+  if req then redact.of_request(req, list) end
+  return list
+end
+
+-- err with every secret the configuration holds (and `req` carried) masked.
+function Session:redact(err, req)
+  return redact.error(err, self:secrets(req))
+end
+
+-- POST to a token endpoint with the token retry policy, then parse the response. The token
+-- endpoint's error text is outside text: it may echo the code, verifier or secret it was sent.
 function Session:token_request(req, what)
   local res, err = self:send(req, "token")
   if not res then return nil, err end
   local tok, perr = oauth.parse_token_response(res, self:now(), what)
-  if not tok and res.gave_up then perr.message = perr.message .. " (" .. res.gave_up .. ")" end
-  return tok, perr
+  if tok then return tok end
+  if res.gave_up then perr.message = perr.message .. " (" .. res.gave_up .. ")" end
+  return nil, self:redact(perr, req)
 end
 
 -- The host, or nil, err when it is malformed or plain HTTP off loopback.

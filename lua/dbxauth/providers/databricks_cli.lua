@@ -182,7 +182,7 @@ local function cli_token(ctx, path, v)
   if rc ~= 0 then
     if not_configured(err) or not_configured(out) then return false end
     -- Only stderr is quoted (as Go does): stdout is where the CLI prints tokens.
-    local text = trim(err)
+    local text = ctx.redact(trim(err))
     if text == "" then text = "(no error output)" end
     return fail("databricks_cli", "cannot get access token: " .. text .. ": exit status " .. rc, {
       hint = "run `" .. u2m.login_command(ctx) .. "` (or `dbxauth login`) and try again",
