@@ -346,6 +346,7 @@ static CURLcode set_options(dbx_http *h, const dbx_http_req *r, char *url, char 
   SET(CURLOPT_SSL_VERIFYPEER, r->skip_verify ? 0L : 1L);
   SET(CURLOPT_SSL_VERIFYHOST, r->skip_verify ? 0L : 2L);
   if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
+  if (r->no_proxy) SET(CURLOPT_NOPROXY, "*");
   SET(CURLOPT_HTTPHEADER, h->req_headers);
   if (h->res_list) SET(CURLOPT_RESOLVE, h->res_list);
   if (rc == CURLE_OK) rc = set_method(h, r, method);

@@ -54,6 +54,7 @@ typedef struct dbx_http_req {
   size_t      max_body;
   const char *ca_file;      /* NUL-terminated or NULL */
   int         skip_verify;
+  int         no_proxy;     /* connect directly whatever http_proxy / HTTPS_PROXY say */
 } dbx_http_req;
 
 typedef struct dbx_http_resp {

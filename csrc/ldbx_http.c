@@ -216,6 +216,7 @@ static int http_request(lua_State *L) {
                                   9007199254740992.0, "must be a non-negative integer (bytes)");
   r.ca_file = opt_path(L, "ca_file");
   r.skip_verify = opt_boolean(L, "skip_verify");
+  r.no_proxy = opt_boolean(L, "no_proxy");
   headers = check_headers(L);
   resolve = check_resolve(L);
 

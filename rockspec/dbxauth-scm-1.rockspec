@@ -35,6 +35,7 @@ build = {
     ["dbxauth.cache"] = "lua/dbxauth/cache.lua",
     ["dbxauth.chain"] = "lua/dbxauth/chain.lua",
     ["dbxauth.cli"] = "lua/dbxauth/cli.lua",
+    ["dbxauth.cli.commands"] = "lua/dbxauth/cli/commands.lua",
     ["dbxauth.cli.output"] = "lua/dbxauth/cli/output.lua",
     ["dbxauth.config"] = "lua/dbxauth/config.lua",
     ["dbxauth.context"] = "lua/dbxauth/context.lua",

@@ -257,7 +257,8 @@ describe("dbxauth describe", function()
     local home = files.home(CFG)
     local r = failed(run(home, { "describe", "--profile", "missing" }))
     assert.equal("Error: resolve: " .. home .. "/.databrickscfg has no missing profile configured. "
-      .. "Config: profile=missing\n", r.err)
+      .. "Config: profile=missing\nhint: the profiles there are DEFAULT, sp, nohost, cli, acc, browser; "
+      .. "run `databricks auth login --profile missing` (or dbxauth login) to create it\n", r.err)
     r = failed(run(home, { "describe" }, { DATABRICKS_TOKEN = PAT, DATABRICKS_CLIENT_SECRET = SECRET,
       DATABRICKS_CLIENT_ID = "x" }))
     assert.matches("^Error: validate: more than one authorization method configured: oauth and pat", r.err)
@@ -323,6 +324,22 @@ describe("dbxauth token (from the cache)", function()
     assert.equal("acc-access", decode(ok(run(home, { "token" })).out).access_token)
     r = failed(run(files.tmpdir(), { "token" }))
     assert.matches("^Error: no profiles configured%. Run 'databricks auth login' to create a profile\nhint: ", r.err)
+  end)
+
+  it("never prints a user login for a profile of another identity (a PAT profile of the same host)", function()
+    local home = files.home(CFG .. "[patprof]\nhost = https://cli.cloud.databricks.com\ntoken = " .. PAT
+      .. "\n\n[typed]\nhost = https://cli.cloud.databricks.com\nauth_type = pat\n\n[__settings__]\n")
+    write_cache(home, {
+      ["https://cli.cloud.databricks.com"] = { access_token = "cli-host-access", token_type = "Bearer",
+        refresh_token = "cli-host-refresh", expiry = tokencache.format_time(now + 3000) },
+    })
+    local r = failed(run(home, { "token", "--profile", "patprof" }))
+    assert.matches('^Error: profile "patprof" uses a personal access token %(token%); `dbxauth token` serves only '
+      .. "user logins", r.err)
+    assert.is_false(find(r.err, "cli-host-access"))
+    assert.is_false(find(r.err, PAT))
+    r = failed(run(home, { "token", "--profile", "typed" }))
+    assert.matches('^Error: profile "typed" uses auth_type = pat;', r.err)
   end)
 
   it("says how to log in when there is no cached login", function()

@@ -13,7 +13,6 @@ local NORMALIZE = {
   { "https://abc.def.ghi:443", "https://abc.def.ghi:443" },
   { "localhost:8080/path?x=1", "https://localhost:8080" },
   { "HTTPS://Mixed.Case.com/p", "https://Mixed.Case.com" },
-  { "https://user:pw@x.com/", "https://x.com" },
   { "https://x.com/a/b#frag", "https://x.com" },
   { "https://x.com#?o=1", "https://x.com" },
   { "http://[::1]:8080/x", "http://[::1]:8080" },
@@ -40,7 +39,16 @@ describe("host.normalize", function()
     end)
   end
 
-  for _, raw in ipairs({ "", "https://:443", "https://", "http://user@:80/" }) do
+  for _, raw in ipairs({ "https://user:pw@x.com/", "https://a.com@evil.com", "http://user@:80/",
+                         "https://a%2e.com" }) do
+    it("refuses userinfo and percent-encoding in " .. raw, function()
+      local canonical, err = host.normalize(raw)
+      assert.is_nil(canonical)
+      assert.matches("^invalid host: ", err)
+    end)
+  end
+
+  for _, raw in ipairs({ "", "https://:443", "https://" }) do
     it("reports no host for " .. (raw == "" and "empty" or raw), function()
       local canonical, err = host.normalize(raw)
       assert.is_nil(canonical)

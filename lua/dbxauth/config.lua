@@ -92,7 +92,10 @@ local function load_env_attr(st, a, getenv)
     local raw = getenv(var)
     if type(raw) == "string" and raw ~= "" then
       local v, err = FROM_STRING[a.type](raw)
-      if err then return err end
+      if err then
+        st.bad_value = { attribute = a.name, source = var, type = a.type }
+        return err
+      end
       set(st, a, v, "env", var)
       return nil
     end
@@ -196,11 +199,24 @@ local function load_section(st, section, path, profile)
       local raw = pick(st, a, lookup)
       if raw ~= nil and raw ~= "" then
         local v, err = FROM_STRING[a.type](raw)
-        if err then return path .. " " .. profile .. " profile: " .. err end
+        if err then
+          st.bad_value = { attribute = a.name, source = "profile " .. profile .. " of " .. path, type = a.type }
+          return path .. " " .. profile .. " profile: " .. err
+        end
         set(st, a, v, "file")
       end
     end
   end
+end
+
+-- The profiles a file has, in file order (sections with keys; not __settings__).
+local function profile_names(sections)
+  local out = {}
+  for _, n in ipairs(sections.__order or {}) do
+    local sec = sections[n]
+    if n ~= SETTINGS_SECTION and type(sec) == "table" and next(sec) ~= nil then out[#out + 1] = n end
+  end
+  return out
 end
 
 -- Reads the selected profile into unset attributes and pins its name (Go does, and the CLI
@@ -212,6 +228,7 @@ local function apply_profile(st, sections, path)
   local section = get_section(sections, name)
   if not section or next(section) == nil then
     if fallback then return nil end
+    st.missing_profile = { name = name, known = profile_names(sections) }
     return path .. " has no " .. name .. " profile configured"
   end
   err = load_section(st, section, path, name)
@@ -252,13 +269,24 @@ end
 -- split a request. google_credentials is JSON and may span lines.
 local MULTILINE = { google_credentials = true }
 
+-- Attributes sent as they are in an HTTP header field (Authorization: Bearer <value>): RFC 9110
+-- token68-like credentials are visible ASCII; anything else would be mangled or refused later.
+local HEADER_VALUES = { token = true, actions_id_token_request_token = true }
+
+local function source_of(st, a)
+  return st.sources[a.name] == "env" and (" (from " .. st.env_names[a.name] .. ")")
+    or st.sources[a.name] == "file" and " (from the config file)" or ""
+end
+
 local function control_characters(st)
   for _, a in ipairs(ATTRIBUTES) do
     local v = st.values[a.name]
     if type(v) == "string" and not MULTILINE[a.name] and v:find("[\r\n%z]") then
-      local src = st.sources[a.name] == "env" and (" (from " .. st.env_names[a.name] .. ")")
-        or st.sources[a.name] == "file" and " (from the config file)" or ""
-      return a.label .. src .. " contains a CR, LF or NUL character"
+      return a.label .. source_of(st, a) .. " contains a CR, LF or NUL character"
+    end
+    if type(v) == "string" and HEADER_VALUES[a.name] and v:find("[^\33-\126]") then
+      return a.label .. source_of(st, a) .. " contains characters that cannot be sent in an HTTP header "
+        .. "(only visible ASCII is allowed: no blanks, control or non-ASCII characters)"
     end
   end
 end
@@ -291,9 +319,29 @@ local function normalise_host(st)
   end
 end
 
+local WANT = {
+  bool = "true or false (Go's strconv.ParseBool also takes 1, t, T, TRUE, True, 0, f, F, FALSE, False)",
+  int = "a decimal integer such as 30 (no hex, exponent, fraction or blanks)",
+}
+
+-- Go's text stays the message (the conformance suite checks it); which attribute and where it
+-- came from go in the hint and fields.
 local function fail(st, stage, msg)
   st.alias_conflict = nil
-  return nil, errors.new("config", stage .. ": " .. msg .. _M.debug_suffix(st))
+  local bad, missing, fields = st.bad_value, st.missing_profile, nil
+  if bad then
+    fields = { attribute = bad.attribute, source = bad.source,
+      hint = bad.attribute .. " (from " .. bad.source .. ") must be " .. (WANT[bad.type] or "valid") }
+    st.bad_value = nil
+  elseif missing then
+    local known = #missing.known > 0 and ("the profiles there are " .. table.concat(missing.known, ", "))
+      or "the file has no profiles"
+    fields = { profiles = missing.known,
+      hint = known .. "; run `databricks auth login --profile " .. missing.name .. "` (or dbxauth login) to "
+        .. "create it" }
+    st.missing_profile = nil
+  end
+  return nil, errors.new("config", stage .. ": " .. msg .. _M.debug_suffix(st), fields)
 end
 
 -- opts: attribute values by name (unknown names are ignored: check_options reports them).
@@ -405,12 +453,8 @@ function _M.describe_values(state)
   for _, a in ipairs(ATTRIBUTES) do
     local val = state.values[a.name]
     if val ~= nil then
-      if a.sensitive then
-        val = "***"
-      elseif type(val) == "table" then
-        val = table.concat(val, ",")
-      end
-      parts[#parts + 1] = a.name .. "=" .. tostring(val)
+      -- a host kept raw (it did not normalise) may carry user:password@: masked like the suffix
+      parts[#parts + 1] = a.name .. "=" .. (a.sensitive and "***" or format_value(val, a.name))
     end
   end
   return table.concat(parts, ", ")
@@ -423,6 +467,7 @@ function _M.describe(state)
     local v = state.values[a.name]
     if v ~= nil then
       local source = state.sources[a.name]
+      if type(v) == "string" and not a.sensitive then v = shown(a.name, v) end
       list[#list + 1] = { name = a.name, value = a.sensitive and "***" or v, source = source,
         env = source == "env" and state.env_names[a.name] or nil, sensitive = a.sensitive }
     end

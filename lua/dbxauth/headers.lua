@@ -19,6 +19,11 @@ function _M.check(name, value)
   if value:find("[\r\n%z]") then
     return 'header "' .. name .. '" contains CR, LF or NUL'
   end
+  -- RFC 9110 field-value without obs-text: visible ASCII, space and tab.
+  if value:find("[^\t\32-\126]") then
+    return 'header "' .. name .. '" contains control or non-ASCII characters (only visible ASCII, '
+      .. 'space and tab are allowed)'
+  end
   return nil
 end
 

@@ -92,7 +92,14 @@ function _M.normalize(raw)
   if type(raw) ~= "string" or raw == "" then return nil, NO_HOST end
   local scheme, rest = split_url(raw)
   local authority, tail = rest:match("^([^/?#]*)(.*)$")
-  authority = authority:gsub("^.*@", "") -- userinfo is never part of the canonical host
+  -- Never reinterpreted: "https://a.cloud.databricks.com@evil.example.com" is evil.example.com
+  -- to every URL parser, and certainly not the workspace its author meant.
+  if authority:find("@", 1, true) then
+    return nil, "invalid host: user information (user:password@) is not allowed; give the workspace URL only"
+  end
+  if authority:find("%", 1, true) then
+    return nil, "invalid host: percent-encoded characters are not allowed in the host name"
+  end
   if urls.hostname(authority) == "" then return nil, NO_HOST end
   local why = urls.bad_authority(scheme, authority)
   if why then return nil, "invalid host: " .. why end

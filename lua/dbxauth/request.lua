@@ -71,22 +71,44 @@ local function encode_query(query)
   return table.concat(parts, "&")
 end
 
+-- Header names are case-insensitive: the ones dbxauth also sets are kept under one spelling, so
+-- exactly one of each reaches the server whatever case the caller used.
+local CANONICAL = { accept = "Accept", ["content-type"] = "Content-Type", ["user-agent"] = "User-Agent" }
+
+-- The caller's headers over the defaults; the configured credential is the only Authorization.
+local function merge_headers(user, authorization, extra)
+  local h = { Accept = "application/json" }
+  local seen = {}
+  if user then
+    for k, v in pairs(user) do
+      local bad = headers.check(k, v)
+      if bad then return nil, errors.new("invalid_header", bad) end
+      local lk = k:lower()
+      if seen[lk] then
+        return nil, errors.new("invalid_header", 'header "' .. lk .. '" is given twice (header names are '
+          .. "case-insensitive)")
+      end
+      seen[lk] = true
+      if lk ~= "authorization" then h[CANONICAL[lk] or k] = v end
+    end
+  end
+  if extra then
+    for k, v in pairs(extra) do
+      if not seen[k:lower()] then h[k] = v end
+    end
+  end
+  h.Authorization = authorization
+  return h
+end
+
 -- Send r (path, query, headers, json|body, method, timeout, retry) to base .. r.path with the
 -- given Authorization value. Returns the response whatever its status, or nil, err.
 function _M.call(s, base, r, authorization, extra)
   if r.path:sub(1, 1) ~= "/" then
     return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
   end
-  local h = { Accept = "application/json" }
-  for k, v in pairs(r.headers or {}) do
-    local bad = headers.check(k, v)
-    if bad then return nil, errors.new("invalid_header", bad) end
-    h[k] = v
-  end
-  for k, v in pairs(extra or {}) do
-    if h[k] == nil then h[k] = v end
-  end
-  h.Authorization = authorization
+  local h, herr = merge_headers(r.headers, authorization, extra)
+  if not h then return nil, herr end
   local body = r.body
   if r.json ~= nil then
     body = cjson.encode(r.json)
@@ -110,6 +132,13 @@ function _M.status_error(res, method, path)
   return err
 end
 
+local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true }
+
+local function retry_allowed(r)
+  if r.retry ~= nil then return r.retry end
+  return IDEMPOTENT[(r.method or "GET"):upper()] == true
+end
+
 -- cfg:request: the configuration's credentials, its host, the workspace id header on
 -- workspace hosts; 2xx responses only, everything else as an error.
 function _M.api(s, r)
@@ -126,6 +155,15 @@ function _M.api(s, r)
   local res
   res, err = _M.call(s, v.host, r, auth.Authorization, extra)
   if not res then return nil, err end
+  if res.status == 401 and creds.source and retry_allowed(r) then
+    -- An OAuth token we believed valid was rejected (revoked, or clocks apart): fetch a new one
+    -- and repeat the idempotent request once.
+    creds.source:invalidate()
+    auth, err = creds.headers()
+    if not auth then return nil, err end
+    res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+    if not res then return nil, err end
+  end
   if res.status >= 200 and res.status <= 299 then return res end
   -- The server's message is outside text: it may quote the credential it was sent.
   return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path),

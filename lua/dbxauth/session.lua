@@ -205,10 +205,29 @@ function Session:prepare()
   return self:ensure_metadata()
 end
 
+-- nil, or the error for an explicit discovery_url we must not fetch: its endpoints receive the
+-- client secret, so it must be https (plain http only on loopback), without user:password@.
+local function discovery_url_error(u)
+  local p, why = urls.parse(u)
+  if not p then
+    return errors.new("config", "discovery_url is not a usable URL: " .. why,
+      { hint = "discovery_url is the OIDC discovery document, like https://<host>/oidc/.well-known/"
+        .. "oauth-authorization-server" })
+  end
+  if urls.plain_http_off_loopback(u) then
+    return errors.new("config", "discovery_url must use https:// (got http://" .. p.authority .. ")",
+      { hint = "plain HTTP would send the client secret unencrypted; use https://" })
+  end
+end
+
 function Session:endpoints()
   local st = self.state
   local v = st.values
   local explicit = st.sources.discovery_url ~= "metadata" and v.discovery_url or nil
+  if explicit then
+    local bad = discovery_url_error(explicit)
+    if bad then return nil, bad end
+  end
   return discovery.endpoints(self.discovery_io, {
     host = v.host,
     account_id = v.account_id,

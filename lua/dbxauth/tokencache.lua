@@ -153,7 +153,10 @@ function _M.get(path, key)
   local doc, err = _M.read(path)
   if not doc then return nil, err end
   local e = doc.tokens[key]
-  if type(e) ~= "table" or type(e.access_token) ~= "string" then return nil end
+  -- An entry whose token could not go into a header (hand-edited, corrupted) is no entry.
+  if type(e) ~= "table" or type(e.access_token) ~= "string" or not e.access_token:find("^[\33-\126]+$") then
+    return nil
+  end
   return {
     access_token = e.access_token,
     token_type = type(e.token_type) == "string" and e.token_type or "Bearer",

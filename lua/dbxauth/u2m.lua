@@ -56,14 +56,31 @@ function _M.login_command(ctx)
   return cmd
 end
 
+-- `dbxauth login --profile p` (or --host/--account-id), for hints.
+local function dbxauth_login_command(ctx)
+  if ctx.get("profile") then return "dbxauth login --profile " .. ctx.get("profile") end
+  local cmd = "dbxauth login --host " .. tostring(ctx.get("host"))
+  if ctx.is_account() and ctx.get("account_id") then cmd = cmd .. " --account-id " .. ctx.get("account_id") end
+  return cmd
+end
+
 local function invalid_refresh_error(ctx, cause)
   return errors.new("invalid_refresh_token",
     "A new access token could not be retrieved because the refresh token is invalid. "
     .. "To reauthenticate, run the following command:\n  $ " .. _M.login_command(ctx), {
-      hint = "or log in with dbxauth: dbxauth login"
-        .. (ctx.get("profile") and (" --profile " .. ctx.get("profile")) or (" --host " .. tostring(ctx.get("host")))),
+      hint = "or log in with dbxauth: " .. dbxauth_login_command(ctx),
       status = cause and cause.status, oauth_error = cause and cause.oauth_error,
     })
+end
+
+-- A code exchange the server refused as invalid_grant: the code was used already, expired
+-- (codes are single use and short-lived), or belongs to another redirect or verifier.
+local function code_error(err)
+  if err.oauth_error == "invalid_grant" then
+    err.hint = "the authorization code was already used, has expired, or does not match this login's "
+      .. "redirect_uri and verifier: start the login again (cfg:login, or a new authorize_url)"
+  end
+  return err
 end
 
 -- Refresh with a refresh token (notes §6.5); the new token keeps the old refresh token when
@@ -273,7 +290,7 @@ function _M.login(ctx, opts)
     "authorization code exchange")
   answer(tok ~= nil)
   listener:close()
-  if not tok then return nil, err end
+  if not tok then return nil, code_error(err) end
   return store(ctx, tok, opts.cache_keys)
 end
 
@@ -303,9 +320,12 @@ function _M.exchange_code(ctx, p)
   local ep, err = ctx.endpoints()
   if not ep then return nil, err end
   local id, secret = client(ctx)
-  return ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = p.code,
+  local tok
+  tok, err = ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = p.code,
     verifier = p.verifier, redirect_uri = p.redirect_uri, client_id = id, client_secret = secret },
     "authorization code exchange")
+  if not tok then return nil, code_error(err) end
+  return tok
 end
 
 return _M

@@ -104,6 +104,13 @@ function _M.is_loopback_host(name)
   return LOOPBACK[name] == true
 end
 
+-- true for a URL whose host is localhost, 127.0.0.1 or [::1]
+function _M.is_loopback_url(u)
+  local scheme, authority = _M.split(u)
+  if not scheme then return false end
+  return LOOPBACK[_M.hostname(authority:gsub("^.*@", "")):lower()] == true
+end
+
 -- true for an http:// URL whose host is not loopback: credentials must not travel there.
 function _M.plain_http_off_loopback(u)
   local scheme, authority = _M.split(u)

@@ -193,7 +193,8 @@ local function cli_token(ctx, path, v)
   if type(doc) ~= "table" then
     return fail("databricks_cli", "cannot parse CLI response: " .. tostring(jerr or "not a JSON object"))
   end
-  if type(doc.access_token) ~= "string" or doc.access_token == "" then
+  -- visible ASCII only: the token goes into an Authorization header as it is
+  if type(doc.access_token) ~= "string" or not doc.access_token:find("^[\33-\126]+$") then
     return fail("databricks_cli", "cannot parse CLI response: no access_token")
   end
   local expiry

@@ -9,6 +9,7 @@
 --   t:sleep(seconds), t:now() -> seconds (sub-second precision)
 local core = require "dbxauth.core"
 local errors = require "dbxauth.errors"
+local urls = require "dbxauth.url"
 
 local _M = {}
 local Transport = {}
@@ -66,11 +67,18 @@ function Transport:send(req)
     ca_file = self.ca_file,
     skip_verify = self.skip_verify,
     resolve = self.resolve,
+    -- a configured proxy may be remote: loopback traffic never goes through it
+    no_proxy = urls.is_loopback_url(req.url),
   }
   if res then return res end
+  local hint = HINTS[code]
+  if (code == "recv" or code == "network") and req.url:sub(1, 7) == "http://" then
+    hint = "the server closed the connection or answered with something other than HTTP: if it speaks "
+      .. "TLS, use https:// instead of http://"
+  end
   return nil, errors.new(CODES[code] or code, msg, {
     reason = code,
-    hint = HINTS[code],
+    hint = hint,
     -- a refused or broken connection before the request left us is safe to repeat
     retryable = (code == "connect" or code == "send") or nil,
   })
