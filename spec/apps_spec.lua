@@ -42,7 +42,8 @@ describe("cfg:app", function()
     assert.equal("my-app", app.name)
     assert.matches("^https://my%-app%-1234567890%.apps%.localhost:%d+$", app.url)
     assert.equal("app-client-my-app", app.oauth2_app_client_id)
-    assert.same({ "sql" }, app.effective_user_api_scopes)
+    assert.same({ "sql" }, app.user_api_scopes)
+    assert.same({ "iam.access-control:read", "iam.current-user:read", "sql" }, app.effective_user_api_scopes)
     assert.equal("RUNNING", app.state)
   end)
 
@@ -105,11 +106,33 @@ describe("cfg:app_request", function()
     assert.equal(1, count("exchange app-client-scoped-app"))
   end)
 
+  it("takes seed 001's own example: the app's user-authorization scopes, not the implicit iam.* ones", function()
+    -- the Apps API adds iam.access-control:read and iam.current-user:read to
+    -- effective_user_api_scopes; a token need not (and cannot usefully) carry them
+    local seed = { "sql", "file.files", "dashboards.genie" }
+    for _, cfg in ipairs { pat(), m2m() } do
+      local res = assert(cfg:app_request { app = "scoped-app", path = "/api/hello", scopes = seed })
+      assert.same({ "dashboards.genie", "file.files", "sql" }, res:json().scopes)
+    end
+    -- and a login with exactly those scopes (M2M here) is sent as it is
+    local cfg = m2m { scopes = "sql file.files dashboards.genie apps" }
+    assert.equal("fake-client-id", assert(cfg:app_request { app = "scoped-app", path = "/api/hello" }):json().user)
+    assert.equal(3, count("APP scoped-app GET /api/hello"))
+  end)
+
   it("catches insufficient scopes before sending", function()
     local _, err = pat():app_request { app = "scoped-app", path = "/api/hello", scopes = { "sql" } }
     assert.equal("insufficient_scopes", err.code)
     assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
     assert.matches("scopes = {", err.hint)
+    assert.equal(0, count("APP scoped-app GET /api/hello"))
+  end)
+
+  it("catches a login's scopes that miss the app's before sending", function()
+    local _, err = m2m { scopes = "sql apps" }:app_request { app = "scoped-app", path = "/api/hello" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
+    assert.matches("^the token lacks", err.message)
     assert.equal(0, count("APP scoped-app GET /api/hello"))
   end)
 

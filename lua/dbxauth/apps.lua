@@ -97,6 +97,23 @@ local function scope_key(scopes)
   return table.concat(scopes, " ")
 end
 
+-- Sorted union of two scope lists.
+local function union(a, b)
+  local out, seen = {}, {}
+  for _, list in ipairs { a, b } do
+    for _, x in ipairs(list) do
+      if not seen[x] then seen[x] = true; out[#out + 1] = x end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local function scopes_hint(scopes)
+  return "request them: app_request{ ..., scopes = { \"" .. table.concat(scopes, "\", \"")
+    .. "\" } } (a token must carry every scope configured for the app in user authorization; all-apis covers them)"
+end
+
 -- Missing scopes of `have` against `need` (all-apis covers everything); nil when satisfied.
 function _M.missing_scopes(have, need)
   local set = {}
@@ -108,6 +125,21 @@ function _M.missing_scopes(have, need)
   end
   if #missing == 0 then return nil end
   return missing
+end
+
+-- nil, or insufficient_scopes when `have` (the requested scopes, or a token's) does not cover the
+-- app's user_api_scopes, the scopes "configured for the app in user authorization" (seed 001).
+-- The iam.* scopes the Apps API adds to effective_user_api_scopes are granted implicitly, so
+-- they are never demanded. requested: `have` is what the caller asked for (the hint adds the
+-- missing ones to it), else a token's scopes (the hint names the app's).
+local function scope_error(app, have, requested)
+  local need = app and app.user_api_scopes
+  local missing = need and #need > 0 and have and #have > 0 and _M.missing_scopes(have, need)
+  if not missing then return nil end
+  return errors.new("insufficient_scopes", (requested and "the requested scopes lack" or "the token lacks")
+    .. " scopes that app " .. app.name .. " requires: " .. table.concat(missing, ", "), {
+      hint = scopes_hint(requested and union(have, need) or need), missing_scopes = missing,
+    })
 end
 
 _M.EXTRA_KEYS = { app = "string", url = "string", scopes = true, audience = "string" }
@@ -231,17 +263,6 @@ local function target(s, r)
   return base
 end
 
-local function scope_error(app, tok)
-  local need = app and app.effective_user_api_scopes
-  local missing = need and #need > 0 and tok.scopes and #tok.scopes > 0 and _M.missing_scopes(tok.scopes, need)
-  if not missing then return nil end
-  return errors.new("insufficient_scopes", "the token lacks scopes app " .. app.name .. " requires: "
-    .. table.concat(missing, ", "), {
-    hint = "request them: app_request{ ..., scopes = { \"" .. table.concat(need, "\", \"") .. "\" } }",
-    missing_scopes = missing,
-  })
-end
-
 local function app_error(res, r, app)
   local err = request.status_error(res, (r.method or "GET"):upper(), r.path)
   if res.status >= 300 and res.status <= 399 then
@@ -261,7 +282,7 @@ function _M.app_request(s, r)
   if not base then return nil, app end
   local tok, err = _M.app_token(s, { app = r.app, audience = r.audience, scopes = r.scopes })
   if not tok then return nil, err end
-  err = scope_error(app, tok)
+  err = scope_error(app, tok.scopes)
   if err then return nil, err end
   local sub = {}
   for k, v in pairs(r) do

@@ -108,7 +108,8 @@ routes["GET /api/redirect"] = function()
 end
 
 -- Answer a request to an app host. Checks in order: unknown app (404), token (401), CAN USE
--- (403), scopes (403), app running (404), route (404).
+-- (403), scopes (403: the token's must include user_api_scopes, or be all-apis), app running
+-- (404), route (404).
 function M.handle(name, method, uri)
   local app = common.apps()[name]
   if not app then return app_error(404, "not_found", "No app at host " .. ngx.var.host) end
@@ -122,10 +123,12 @@ function M.handle(name, method, uri)
       return app_error(403, "permission_denied", "User does not have CAN USE permission on app " .. name)
     end
   end
+  -- user_api_scopes, not effective_user_api_scopes: the iam.* scopes the Apps API adds there
+  -- are granted implicitly and never demanded of a token
   local have = scope_set(t.scope)
-  if not have["all-apis"] and type(app.effective_user_api_scopes) == "table" then
+  if not have["all-apis"] and type(app.user_api_scopes) == "table" then
     local missing = {}
-    for _, s in ipairs(app.effective_user_api_scopes) do
+    for _, s in ipairs(app.user_api_scopes) do
       if not have[s] then missing[#missing + 1] = s end
     end
     if #missing > 0 then
