@@ -120,12 +120,19 @@ describe("cfg:app_request", function()
     assert.equal(3, count("APP scoped-app GET /api/hello"))
   end)
 
-  it("catches insufficient scopes before sending", function()
+  it("catches requested scopes that miss the app's before any token request", function()
     local _, err = pat():app_request { app = "scoped-app", path = "/api/hello", scopes = { "sql" } }
     assert.equal("insufficient_scopes", err.code)
     assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
-    assert.matches("scopes = {", err.hint)
+    assert.matches("dashboards%.genie, file%.files", err.message)
+    assert.truthy(err.hint:find('scopes = { "dashboards.genie", "file.files", "sql" }', 1, true))
+    assert.equal(0, count("POST /oidc/v1/token"))
     assert.equal(0, count("APP scoped-app GET /api/hello"))
+    -- the same before the exchange of an OAuth token
+    _, err = m2m():app_token { app = "scoped-app", scopes = "sql file.files" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.same({ "dashboards.genie" }, err.missing_scopes)
+    assert.equal(0, count("exchange"))
   end)
 
   it("catches a login's scopes that miss the app's before sending", function()
@@ -134,6 +141,23 @@ describe("cfg:app_request", function()
     assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
     assert.matches("^the token lacks", err.message)
     assert.equal(0, count("APP scoped-app GET /api/hello"))
+  end)
+
+  it("maps the token endpoint's invalid_scope to insufficient_scopes with the same advice", function()
+    local cfg = pat()
+    local url = ws:app_url("scoped-app")
+    -- by url the app's scopes are unknown here: the token endpoint is the one to refuse them
+    local _, err = cfg:app_request { url = url, audience = "app-client-scoped-app", path = "/api/hello",
+      scopes = { "sql" } }
+    assert.equal("insufficient_scopes", err.code)
+    assert.equal("invalid_scope", err.oauth_error)
+    assert.equal(400, err.status)
+    assert.matches("configured for the app in user authorization", err.message)
+    assert.matches("scopes = {", err.hint)
+    _, err = cfg:exchange { audience = "app-client-scoped-app", scopes = "sql" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.matches("user authorization", err.hint)
+    assert.equal(0, count("exchange"))
   end)
 
   it("sends method, query, headers and JSON", function()

@@ -692,8 +692,8 @@ describe("fake workspace", function()
       local r = curls {
         exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
                    audience = "app-client-my-app", requested_token_type = TT_AT },
-        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
-                   audience = "app-client-scoped-app" },
+        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT,
+                   scope = "sql file.files dashboards.genie", audience = "app-client-scoped-app" },
         { host = "account", path = "/oidc/accounts/fake-account-0001/v1/token",
           user = "fake-client-id:fake-client-secret-xyz",
           form = { grant_type = "client_credentials", scope = "all-apis" } },
@@ -865,6 +865,8 @@ describe("fake workspace", function()
                  { host = "account", path = "/oidc/accounts/fake-account-0001/v1/token" }),
         exchange { subject_token = "fake-at-unknown", subject_token_type = TT_JWT, scope = "all-apis" },
         exchange { subject_token_type = TT_JWT, scope = "all-apis" },
+        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
+                   audience = "app-client-scoped-app" },
       }
       assert.equals(400, r[1].status)
       assert.same({ error = "invalid_grant", error_description = "The subject token is invalid or expired" }, r[1].json)
@@ -876,6 +878,10 @@ describe("fake workspace", function()
       assert.equals("invalid_request", r[6].json.error)               -- PATs only on the workspace
       assert.equals("invalid_grant", r[7].json.error)
       assert.equals("invalid_request", r[8].json.error)
+      -- an app audience needs a scope covering the app's user_api_scopes (seed 001)
+      assert.equals(400, r[9].status)
+      assert.same({ error = "invalid_scope", error_description = "The requested scope does not include the scopes "
+        .. "configured for the app in user authorization: dashboards.genie file.files" }, r[9].json)
       assert.is_nil(ws:counters().exchange)
     end)
 

@@ -189,9 +189,27 @@ local function exchange_once(s, audience, scopes)
   return s:token_request(req, "token exchange")
 end
 
+-- A token endpoint's invalid_scope answer to an exchange is the same failure as the pre-flight's
+-- (seed 001: the scope "must match or be a superset of the scopes configured for the app in user
+-- authorization"), with the same code and advice.
+local function scope_refused(err, app, scopes)
+  if err.oauth_error ~= "invalid_scope" then return err end
+  err.code = "insufficient_scopes"
+  local need = app and app.user_api_scopes
+  if need and #need > 0 then
+    err.missing_scopes = _M.missing_scopes(scopes, need)
+    err.hint = scopes_hint(union(scopes, need))
+  else
+    err.hint = "request scopes that include every scope configured for the app in user authorization "
+      .. "(cfg:app(\"<name>\").user_api_scopes): app_request{ ..., scopes = { ... } }, or all-apis"
+  end
+  return err
+end
+
 -- Exchange the configuration's own token (decision D22): a PAT or notebook token as such,
 -- an OAuth token as a JWT. Tokens are cached per (audience, scopes) and refreshed ahead.
-function _M.exchange(s, p)
+-- app: the app the audience belongs to, when known (for the advice).
+function _M.exchange(s, p, app)
   p = p or {}
   local scopes = config.parse_scopes(p.scopes)
   local key = (p.audience or "") .. "\n" .. scope_key(scopes)
@@ -204,7 +222,9 @@ function _M.exchange(s, p)
     }
     s.exchanges[key] = source
   end
-  return source:token()
+  local tok, err = source:token()
+  if not tok then return nil, scope_refused(err, app, scopes) end
+  return tok
 end
 
 -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
@@ -216,6 +236,11 @@ function _M.app_token(s, p)
     app, err = _M.app(s, p.app)
     if not app then return nil, err end
     audience = audience or app.oauth2_app_client_id
+  end
+  if p.scopes ~= nil then
+    -- before any token request: scopes that cannot satisfy the app are not worth exchanging for
+    err = scope_error(app, config.parse_scopes(p.scopes), true)
+    if err then return nil, err end
   end
   local creds
   creds, err = s:credentials()
@@ -237,7 +262,7 @@ function _M.app_token(s, p)
     return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
       .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
   end
-  return _M.exchange(s, { audience = audience, scopes = p.scopes })
+  return _M.exchange(s, { audience = audience, scopes = p.scopes }, app)
 end
 
 local function not_running(app)

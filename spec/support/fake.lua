@@ -34,7 +34,8 @@
 --        ID token from ws:idp_token / the GitHub endpoint whose aud is the endpoint's default
 --        audience or the setting federation_audience; client_id = creds.client_id makes the
 --        identity the service principal, none makes it "federated:<sub>"; audience = an app's
---        oauth2_app_client_id makes the token valid on that app only). U2M identity is
+--        oauth2_app_client_id makes the token valid on that app only; its scope must include the
+--        app's user_api_scopes or all-apis, else 400 invalid_scope). U2M identity is
 --        user@example.com. Counters "refresh", "exchange", "exchange <audience|workspace|account>".
 --   GET  /api/2.0/preview/scim/v2/Me, /api/2.0/clusters/list, ANY /api/2.0/fake/echo,
 --        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth).
