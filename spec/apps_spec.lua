@@ -139,7 +139,7 @@ describe("cfg:app_request", function()
     local _, err = m2m { scopes = "sql apps" }:app_request { app = "scoped-app", path = "/api/hello" }
     assert.equal("insufficient_scopes", err.code)
     assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
-    assert.matches("^the token lacks", err.message)
+    assert.matches("^the token's scopes do not include", err.message)
     assert.equal(0, count("APP scoped-app GET /api/hello"))
   end)
 
@@ -158,6 +158,22 @@ describe("cfg:app_request", function()
     assert.equal("insufficient_scopes", err.code)
     assert.matches("user authorization", err.hint)
     assert.equal(0, count("exchange"))
+  end)
+
+  it("says when the login lacks the apps scope the Apps API needs, and the two ways out", function()
+    local cfg = m2m { scopes = "sql file.files dashboards.genie" }
+    local _, err = cfg:app_request { app = "scoped-app", path = "/api/hello" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.equal(403, err.status)
+    assert.same({ "apps" }, err.missing_scopes)
+    assert.truthy(err.message:find("Provided OAuth token does not have required scopes: apps", 1, true))
+    assert.truthy(err.hint:find("scopes = apps,dashboards.genie,file.files,sql", 1, true))
+    assert.truthy(err.hint:find("databricks auth login --scopes apps,dashboards.genie,file.files,sql", 1, true))
+    assert.truthy(err.hint:find("url =", 1, true))
+    assert.is_nil(err.hint:find("CAN USE", 1, true))
+    -- the second way out works: by url there is no lookup
+    local res = assert(cfg:app_request { url = ws:app_url("scoped-app"), path = "/api/hello" })
+    assert.equal("fake-client-id", res:json().user)
   end)
 
   it("sends method, query, headers and JSON", function()

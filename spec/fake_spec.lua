@@ -638,6 +638,19 @@ describe("fake workspace", function()
       assert.equals("UNAUTHENTICATED", r[6].json.error_code)
     end)
 
+    it("needs the apps scope (or all-apis) in an OAuth token", function()
+      local r = curls {
+        { path = "/api/2.0/apps/my-app", bearer = token { data = "grant_type=client_credentials&scope=sql" } },
+        { path = "/api/2.0/apps/my-app", bearer = token { data = "grant_type=client_credentials&scope=sql+apps" } },
+        { path = "/api/2.0/apps/my-app", bearer = token() },
+      }
+      assert.equals(403, r[1].status)
+      assert.same({ error_code = "PERMISSION_DENIED",
+                    message = "Provided OAuth token does not have required scopes: apps" }, r[1].json)
+      assert.equals(200, r[2].status, r[2].body)
+      assert.equals(200, r[3].status, r[3].body)
+    end)
+
     it("ws:app recomputes the effective scopes from user_api_scopes", function()
       local app = ws:app("new-app", { user_api_scopes = { "sql", "files.files" } })
       assert.same({ "files.files", "iam.access-control:read", "iam.current-user:read", "sql" },

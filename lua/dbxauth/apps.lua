@@ -136,10 +136,28 @@ local function scope_error(app, have, requested)
   local need = app and app.user_api_scopes
   local missing = need and #need > 0 and have and #have > 0 and _M.missing_scopes(have, need)
   if not missing then return nil end
-  return errors.new("insufficient_scopes", (requested and "the requested scopes lack" or "the token lacks")
-    .. " scopes that app " .. app.name .. " requires: " .. table.concat(missing, ", "), {
+  return errors.new("insufficient_scopes", (requested and "the requested scopes" or "the token's scopes")
+    .. " do not include these scopes configured for app " .. app.name .. " in user authorization: "
+    .. table.concat(missing, ", "), {
       hint = scopes_hint(requested and union(have, need) or need), missing_scopes = missing,
     })
+end
+
+-- The Apps API refuses an OAuth token without the `apps` scope: 403 "Provided OAuth token does
+-- not have required scopes: apps". That is a scope problem of the login, with two ways out.
+local function lookup_scopes(s, name, err)
+  local list = err.message:match("does not have required scopes: ([%w%.:_, -]+)")
+  if not list then return end
+  local missing = config.parse_scopes(list)
+  local want = table.concat(union(s:scopes(), missing), ",")
+  local profile = s.values.profile
+  err.code = "insufficient_scopes"
+  err.missing_scopes = missing
+  err.message = "the Apps API refused to look up app " .. name .. ": " .. err.message
+  err.hint = "the login's token lacks the " .. table.concat(missing, ", ") .. " scope the Apps API needs: add it to "
+    .. "the login's scopes (scopes = " .. want .. ", or `databricks auth login --scopes " .. want
+    .. (profile and (" --profile " .. profile) or "") .. "`), or call the app by url = \"https://...\" "
+    .. "(no lookup, no apps scope)"
 end
 
 _M.EXTRA_KEYS = { app = "string", url = "string", scopes = true, audience = "string" }
@@ -157,6 +175,8 @@ function _M.app(s, name)
     if err.code == "not_found" then
       err.hint = "no app named " .. name .. " in " .. tostring(s.values.host)
         .. ": check the app name and that host is the app's workspace"
+    elseif err.code == "permission_denied" then
+      lookup_scopes(s, name, err)
     end
     return nil, err
   end

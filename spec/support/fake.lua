@@ -38,7 +38,9 @@
 --        app's user_api_scopes or all-apis, else 400 invalid_scope). U2M identity is
 --        user@example.com. Counters "refresh", "exchange", "exchange <audience|workspace|account>".
 --   GET  /api/2.0/preview/scim/v2/Me, /api/2.0/clusters/list, ANY /api/2.0/fake/echo,
---        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth).
+--        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth;
+--        the Apps API answers an OAuth token without the apps or all-apis scope 403
+--        PERMISSION_DENIED "Provided OAuth token does not have required scopes: apps").
 --        Apps carry effective_user_api_scopes = user_api_scopes plus iam.access-control:read
 --        and iam.current-user:read, as the real API adds them (ws:app recomputes it when
 --        user_api_scopes is given without it).

@@ -10,9 +10,21 @@ local M = {}
 
 -- ------------------------------------------------------------------ REST
 
+-- The Apps API needs the `apps` scope (or all-apis) in an OAuth token; PATs and Basic pass.
+local function has_apps_scope(who)
+  if type(who.scope) ~= "string" then return true end
+  for s in who.scope:gmatch("%S+") do
+    if s == "apps" or s == "all-apis" then return true end
+  end
+  return false
+end
+
 function M.get(name)
   local who, err = api.authenticate("workspace")
   if not who then return common.api_error(401, "UNAUTHENTICATED", err) end
+  if not has_apps_scope(who) then
+    return common.api_error(403, "PERMISSION_DENIED", "Provided OAuth token does not have required scopes: apps")
+  end
   local app = common.apps()[ngx.unescape_uri(name)]
   if not app then
     return common.api_error(404, "RESOURCE_DOES_NOT_EXIST",
