@@ -197,6 +197,35 @@ describe("cfg:app_request", function()
     assert.equal(401, err.response.status)
   end)
 
+  it("exchanges any credential's token for the audience it is given", function()
+    -- an M2M token would be accepted as it is; asked for the app's audience, it is exchanged
+    local cfg = m2m()
+    local res = assert(cfg:app_request { url = ws:app_url("my-app"), audience = "app-client-my-app",
+      path = "/api/hello" })
+    assert.equal(creds.client_id, res:json().user)
+    assert.equal(1, count("exchange app-client-my-app"))
+    local last = ws:last("/oidc/v1/token")
+    assert.matches("audience=app%-client%-my%-app", last.body)
+    assert.matches("subject_token_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Atoken%-type%%3Ajwt", last.body)
+    -- the token is for that app only: another app rejects it
+    local _, err = cfg:app_request { url = ws:app_url("scoped-app"), audience = "app-client-my-app",
+      path = "/api/hello" }
+    assert.equal("unauthenticated", err.code)
+    -- cfg:app_token says the same
+    local tok = assert(cfg:app_token { audience = "app-client-my-app" })
+    assert.equal(1, count("exchange app-client-my-app"))       -- the cached exchanged token
+    assert.is_string(tok.access_token)
+  end)
+
+  it("refuses an audience that is not the named app's", function()
+    local _, err = pat():app_request { app = "my-app", audience = "app-client-scoped-app", path = "/api/hello" }
+    assert.equal("invalid_request", err.code)
+    assert.matches("not the oauth2_app_client_id of app my%-app", err.message)
+    assert.matches("drop audience", err.hint)
+    assert.equal(0, count("POST /oidc/v1/token"))
+    assert.has_error(function() pat():app_token { audience = 7 } end)
+  end)
+
   it("maps 403 to permission_denied naming CAN USE", function()
     ws:app_permission("my-app", { "someone-else@example.com" })
     local _, err = pat():app_request { app = "my-app", path = "/api/hello" }

@@ -248,14 +248,22 @@ function _M.exchange(s, p, app)
 end
 
 -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
--- app's audience, or exactly the requested scopes when `scopes` is given.
+-- app's audience; exchanged for exactly the requested scopes when `scopes` is given, and for
+-- the given audience when `audience` is (whatever the credential).
 function _M.app_token(s, p)
   local audience = p.audience
   local app, err
   if p.app ~= nil then
     app, err = _M.app(s, p.app)
     if not app then return nil, err end
-    audience = audience or app.oauth2_app_client_id
+    local own = app.oauth2_app_client_id
+    if audience ~= nil and own and audience ~= own then
+      return fail("invalid_request", 'audience "' .. audience:sub(1, 80) .. '" is not the oauth2_app_client_id of app '
+        .. app.name .. ": the app would reject a token exchanged for it", {
+          hint = 'drop audience: app = "' .. app.name .. '" exchanges for the app\'s own (' .. own .. ")",
+        })
+    end
+    audience = audience or own
   end
   if p.scopes ~= nil then
     -- before any token request: scopes that cannot satisfy the app are not worth exchanging for
@@ -266,7 +274,10 @@ function _M.app_token(s, p)
   creds, err = s:credentials()
   if not creds then return nil, err end
   local kind = s.values.auth_type
-  if p.scopes == nil and OAUTH_TYPES[kind] then
+  -- An OAuth token goes as it is, unless the caller asks for particular scopes or for a token
+  -- of the app's audience (seeds 001/002: "scoped to the specific app", so the app never holds
+  -- a token good for every workspace API): then it is exchanged like a PAT.
+  if p.scopes == nil and p.audience == nil and OAUTH_TYPES[kind] then
     return creds.token()
   end
   if kind == "basic" then
