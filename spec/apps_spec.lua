@@ -248,6 +248,38 @@ describe("cfg:app_request", function()
     assert.equal(0, count("exchange"))
   end)
 
+  it("says a stopped app called by url is not running, and how to start it", function()
+    local url = ws:app_url("stopped-app")
+    local _, err = m2m():app_request { url = url, path = "/api/hello" }
+    assert.equal("app_not_running", err.code)
+    assert.equal(404, err.status)
+    assert.matches("STOPPED", err.message)
+    assert.truthy(err.hint:find("databricks apps start stopped-app", 1, true))
+    -- without the apps scope the Apps API cannot be asked; the 404 advice still names the fix
+    _, err = m2m { scopes = "sql" }:app_request { url = url, path = "/api/hello" }
+    assert.equal("not_found", err.code)
+    assert.truthy(err.hint:find("databricks apps start stopped-app", 1, true))
+    -- a running app's 404 is about the path
+    _, err = m2m():app_request { url = ws:app_url("my-app"), path = "/api/nope" }
+    assert.equal("not_found", err.code)
+    assert.is_nil(err.hint:find("apps start", 1, true))
+  end)
+
+  it("says an app's 5xx is the app's own failure, and where its logs are", function()
+    ws:fault { path = "/api/hello", host = "my-app", status = 500, count = -1,
+               message = "Traceback (most recent call last)" }
+    for _, call in ipairs { { app = "my-app" }, { url = ws:app_url("my-app") } } do
+      call.path = "/api/hello"
+      local _, err = m2m():app_request(call)
+      assert.equal("internal_error", err.code)
+      assert.equal(500, err.status)
+      assert.equal("my-app", err.app)
+      assert.truthy(err.hint:find("the app itself failed (HTTP 500)", 1, true))
+      assert.truthy(err.hint:find("app my-app", 1, true))
+      assert.truthy(err.hint:find(ws:app_url("my-app") .. "/logz", 1, true))
+    end
+  end)
+
   it("reports network failures with the Apps advice", function()
     -- a refused connection is retried within retry_timeout_seconds; keep that short here
     local cfg = config { host = ws.url, token = creds.pat, retry_timeout_seconds = 1 }

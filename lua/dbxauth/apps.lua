@@ -319,16 +319,48 @@ local function target(s, r)
   return base
 end
 
-local function app_error(res, r, app)
+-- The app behind a url = call, when its host names it (https://<name>-<workspace id>.<region>.
+-- databricksapps.com) and the Apps API knows it at that url: app, name | nil, name | nil. A
+-- failed lookup (no apps scope, say) only makes the advice less precise.
+local function app_at(s, base)
+  local label = base:match("^https://([^./:]+)")
+  local name = label and label:lower():match("^(.-)%-%d+$")
+  if not name or not name:match(APP_NAME) then return nil end
+  local app = _M.app(s, name)
+  if app and app.url:lower() == base:lower() then return app, name end
+  return nil, name
+end
+
+-- The error for a non-2xx answer of an app, with the docs' advice for its status. Called by
+-- url, a 404 or 5xx may mean a stopped app: the Apps API is asked, as app = would have been.
+local function app_error(s, res, r, app, base)
+  local status = res.status
   local err = request.status_error(res, (r.method or "GET"):upper(), r.path)
-  if res.status >= 300 and res.status <= 399 then
+  if status >= 300 and status <= 399 then
     err.code = "redirect"
-    err.message = "the app answered " .. res.status .. " (redirect); not followed, so the token stays "
+    err.message = "the app answered " .. status .. " (redirect); not followed, so the token stays "
       .. "with the app"
+    return err
+  end
+  local name = app and app.name
+  if not app and (status == 404 or status >= 500) then
+    app, name = app_at(s, base)
+    if app and not running(app) then
+      local _, stopped = not_running(app)
+      stopped.status, stopped.response = status, res
+      return stopped
+    end
+  end
+  if status >= 500 then
+    err.hint = "the app itself failed (HTTP " .. status .. "): check its logs (the Logs tab of "
+      .. (name and ("app " .. name) or "the app") .. " in the workspace, or " .. base .. "/logz)"
+  elseif err.code == "not_found" and not app then
+    err.hint = HINTS.not_found .. "; a stopped app answers 404 too: start it (databricks apps start "
+      .. (name or "<name>") .. ")"
   else
     err.hint = HINTS[err.code] or err.hint
   end
-  err.app = app and app.name
+  err.app = name
   return err
 end
 
@@ -351,7 +383,7 @@ function _M.app_request(s, r)
     return nil, err
   end
   if res.status >= 200 and res.status <= 299 then return res end
-  return nil, app_error(res, r, app)
+  return nil, app_error(s, res, r, app, base)
 end
 
 return _M
