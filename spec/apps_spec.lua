@@ -324,6 +324,22 @@ describe("cfg:app_request", function()
   end)
 end)
 
+describe("the token shape", function()
+  local tokenshape = require "spec.support.tokenshape"
+
+  it("cfg:app_token and cfg:exchange hand out what cfg:token does", function()
+    for name, cfg in pairs { pat = pat(), ["oauth-m2m"] = m2m() } do
+      local tok = tokenshape.check(assert(cfg:app_token { app = "my-app" }), name .. " app_token")
+      assert.is_number(tok.expiry)
+      tok = tokenshape.check(assert(cfg:app_token { app = "scoped-app", scopes = "sql file.files dashboards.genie" }),
+        name .. " app_token with scopes")
+      assert.same({ "dashboards.genie", "file.files", "sql" }, tok.scopes)
+      tokenshape.check(assert(cfg:exchange { audience = "app-client-my-app", scopes = "sql" }), name .. " exchange")
+      tokenshape.check(assert(cfg:exchange()), name .. " exchange without audience")
+    end
+  end)
+end)
+
 describe("cfg:exchange", function()
   it("exchanges the configuration's token for an audience and scopes", function()
     local tok = assert(pat():exchange { audience = "app-client-my-app", scopes = "sql" })

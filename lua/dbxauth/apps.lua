@@ -244,7 +244,7 @@ function _M.exchange(s, p, app)
   end
   local tok, err = source:token()
   if not tok then return nil, scope_refused(err, app, scopes) end
-  return tok
+  return oauth.public_token(tok)
 end
 
 -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
@@ -278,7 +278,10 @@ function _M.app_token(s, p)
   -- of the app's audience (seeds 001/002: "scoped to the specific app", so the app never holds
   -- a token good for every workspace API): then it is exchanged like a PAT.
   if p.scopes == nil and p.audience == nil and OAUTH_TYPES[kind] then
-    return creds.token()
+    local tok
+    tok, err = creds.token()
+    if not tok then return nil, err end
+    return oauth.public_token(tok)
   end
   if kind == "basic" then
     return fail("unsupported", "Databricks Apps accept OAuth tokens only; basic auth cannot call an app", {
