@@ -42,7 +42,8 @@ describe("cfg:app", function()
     assert.equal("my-app", app.name)
     assert.matches("^https://my%-app%-1234567890%.apps%.localhost:%d+$", app.url)
     assert.equal("app-client-my-app", app.oauth2_app_client_id)
-    assert.same({ "sql" }, app.effective_user_api_scopes)
+    assert.same({ "sql" }, app.user_api_scopes)
+    assert.same({ "iam.access-control:read", "iam.current-user:read", "sql" }, app.effective_user_api_scopes)
     assert.equal("RUNNING", app.state)
   end)
 
@@ -105,12 +106,74 @@ describe("cfg:app_request", function()
     assert.equal(1, count("exchange app-client-scoped-app"))
   end)
 
-  it("catches insufficient scopes before sending", function()
+  it("takes seed 001's own example: the app's user-authorization scopes, not the implicit iam.* ones", function()
+    -- the Apps API adds iam.access-control:read and iam.current-user:read to
+    -- effective_user_api_scopes; a token need not (and cannot usefully) carry them
+    local seed = { "sql", "file.files", "dashboards.genie" }
+    for _, cfg in ipairs { pat(), m2m() } do
+      local res = assert(cfg:app_request { app = "scoped-app", path = "/api/hello", scopes = seed })
+      assert.same({ "dashboards.genie", "file.files", "sql" }, res:json().scopes)
+    end
+    -- and a login with exactly those scopes (M2M here) is sent as it is
+    local cfg = m2m { scopes = "sql file.files dashboards.genie apps" }
+    assert.equal("fake-client-id", assert(cfg:app_request { app = "scoped-app", path = "/api/hello" }):json().user)
+    assert.equal(3, count("APP scoped-app GET /api/hello"))
+  end)
+
+  it("catches requested scopes that miss the app's before any token request", function()
     local _, err = pat():app_request { app = "scoped-app", path = "/api/hello", scopes = { "sql" } }
     assert.equal("insufficient_scopes", err.code)
     assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
-    assert.matches("scopes = {", err.hint)
+    assert.matches("dashboards%.genie, file%.files", err.message)
+    assert.truthy(err.hint:find('scopes = { "dashboards.genie", "file.files", "sql" }', 1, true))
+    assert.equal(0, count("POST /oidc/v1/token"))
     assert.equal(0, count("APP scoped-app GET /api/hello"))
+    -- the same before the exchange of an OAuth token
+    _, err = m2m():app_token { app = "scoped-app", scopes = "sql file.files" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.same({ "dashboards.genie" }, err.missing_scopes)
+    assert.equal(0, count("exchange"))
+  end)
+
+  it("catches a login's scopes that miss the app's before sending", function()
+    local _, err = m2m { scopes = "sql apps" }:app_request { app = "scoped-app", path = "/api/hello" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.same({ "dashboards.genie", "file.files" }, err.missing_scopes)
+    assert.matches("^the token's scopes do not include", err.message)
+    assert.equal(0, count("APP scoped-app GET /api/hello"))
+  end)
+
+  it("maps the token endpoint's invalid_scope to insufficient_scopes with the same advice", function()
+    local cfg = pat()
+    local url = ws:app_url("scoped-app")
+    -- by url the app's scopes are unknown here: the token endpoint is the one to refuse them
+    local _, err = cfg:app_request { url = url, audience = "app-client-scoped-app", path = "/api/hello",
+      scopes = { "sql" } }
+    assert.equal("insufficient_scopes", err.code)
+    assert.equal("invalid_scope", err.oauth_error)
+    assert.equal(400, err.status)
+    assert.matches("configured for the app in user authorization", err.message)
+    assert.matches("scopes = {", err.hint)
+    _, err = cfg:exchange { audience = "app-client-scoped-app", scopes = "sql" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.matches("user authorization", err.hint)
+    assert.equal(0, count("exchange"))
+  end)
+
+  it("says when the login lacks the apps scope the Apps API needs, and the two ways out", function()
+    local cfg = m2m { scopes = "sql file.files dashboards.genie" }
+    local _, err = cfg:app_request { app = "scoped-app", path = "/api/hello" }
+    assert.equal("insufficient_scopes", err.code)
+    assert.equal(403, err.status)
+    assert.same({ "apps" }, err.missing_scopes)
+    assert.truthy(err.message:find("Provided OAuth token does not have required scopes: apps", 1, true))
+    assert.truthy(err.hint:find("scopes = apps,dashboards.genie,file.files,sql", 1, true))
+    assert.truthy(err.hint:find("databricks auth login --scopes apps,dashboards.genie,file.files,sql", 1, true))
+    assert.truthy(err.hint:find("url =", 1, true))
+    assert.is_nil(err.hint:find("CAN USE", 1, true))
+    -- the second way out works: by url there is no lookup
+    local res = assert(cfg:app_request { url = ws:app_url("scoped-app"), path = "/api/hello" })
+    assert.equal("fake-client-id", res:json().user)
   end)
 
   it("sends method, query, headers and JSON", function()
@@ -134,6 +197,35 @@ describe("cfg:app_request", function()
     assert.equal(401, err.response.status)
   end)
 
+  it("exchanges any credential's token for the audience it is given", function()
+    -- an M2M token would be accepted as it is; asked for the app's audience, it is exchanged
+    local cfg = m2m()
+    local res = assert(cfg:app_request { url = ws:app_url("my-app"), audience = "app-client-my-app",
+      path = "/api/hello" })
+    assert.equal(creds.client_id, res:json().user)
+    assert.equal(1, count("exchange app-client-my-app"))
+    local last = ws:last("/oidc/v1/token")
+    assert.matches("audience=app%-client%-my%-app", last.body)
+    assert.matches("subject_token_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Atoken%-type%%3Ajwt", last.body)
+    -- the token is for that app only: another app rejects it
+    local _, err = cfg:app_request { url = ws:app_url("scoped-app"), audience = "app-client-my-app",
+      path = "/api/hello" }
+    assert.equal("unauthenticated", err.code)
+    -- cfg:app_token says the same
+    local tok = assert(cfg:app_token { audience = "app-client-my-app" })
+    assert.equal(1, count("exchange app-client-my-app"))       -- the cached exchanged token
+    assert.is_string(tok.access_token)
+  end)
+
+  it("refuses an audience that is not the named app's", function()
+    local _, err = pat():app_request { app = "my-app", audience = "app-client-scoped-app", path = "/api/hello" }
+    assert.equal("invalid_request", err.code)
+    assert.matches("not the oauth2_app_client_id of app my%-app", err.message)
+    assert.matches("drop audience", err.hint)
+    assert.equal(0, count("POST /oidc/v1/token"))
+    assert.has_error(function() pat():app_token { audience = 7 } end)
+  end)
+
   it("maps 403 to permission_denied naming CAN USE", function()
     ws:app_permission("my-app", { "someone-else@example.com" })
     local _, err = pat():app_request { app = "my-app", path = "/api/hello" }
@@ -154,6 +246,38 @@ describe("cfg:app_request", function()
     assert.matches("stopped%-app is not running", err.message)
     assert.matches("UNAVAILABLE", err.message)
     assert.equal(0, count("exchange"))
+  end)
+
+  it("says a stopped app called by url is not running, and how to start it", function()
+    local url = ws:app_url("stopped-app")
+    local _, err = m2m():app_request { url = url, path = "/api/hello" }
+    assert.equal("app_not_running", err.code)
+    assert.equal(404, err.status)
+    assert.matches("STOPPED", err.message)
+    assert.truthy(err.hint:find("databricks apps start stopped-app", 1, true))
+    -- without the apps scope the Apps API cannot be asked; the 404 advice still names the fix
+    _, err = m2m { scopes = "sql" }:app_request { url = url, path = "/api/hello" }
+    assert.equal("not_found", err.code)
+    assert.truthy(err.hint:find("databricks apps start stopped-app", 1, true))
+    -- a running app's 404 is about the path
+    _, err = m2m():app_request { url = ws:app_url("my-app"), path = "/api/nope" }
+    assert.equal("not_found", err.code)
+    assert.is_nil(err.hint:find("apps start", 1, true))
+  end)
+
+  it("says an app's 5xx is the app's own failure, and where its logs are", function()
+    ws:fault { path = "/api/hello", host = "my-app", status = 500, count = -1,
+               message = "Traceback (most recent call last)" }
+    for _, call in ipairs { { app = "my-app" }, { url = ws:app_url("my-app") } } do
+      call.path = "/api/hello"
+      local _, err = m2m():app_request(call)
+      assert.equal("internal_error", err.code)
+      assert.equal(500, err.status)
+      assert.equal("my-app", err.app)
+      assert.truthy(err.hint:find("the app itself failed (HTTP 500)", 1, true))
+      assert.truthy(err.hint:find("app my-app", 1, true))
+      assert.truthy(err.hint:find(ws:app_url("my-app") .. "/logz", 1, true))
+    end
   end)
 
   it("reports network failures with the Apps advice", function()
@@ -197,6 +321,22 @@ describe("cfg:app_request", function()
     for _ = 1, 30 do assert(cfg:app_request { app = "my-app", path = "/api/hello" }) end
     assert.equal(2, count("exchange"))
     assert.equal(60, count(HELLO))
+  end)
+end)
+
+describe("the token shape", function()
+  local tokenshape = require "spec.support.tokenshape"
+
+  it("cfg:app_token and cfg:exchange hand out what cfg:token does", function()
+    for name, cfg in pairs { pat = pat(), ["oauth-m2m"] = m2m() } do
+      local tok = tokenshape.check(assert(cfg:app_token { app = "my-app" }), name .. " app_token")
+      assert.is_number(tok.expiry)
+      tok = tokenshape.check(assert(cfg:app_token { app = "scoped-app", scopes = "sql file.files dashboards.genie" }),
+        name .. " app_token with scopes")
+      assert.same({ "dashboards.genie", "file.files", "sql" }, tok.scopes)
+      tokenshape.check(assert(cfg:exchange { audience = "app-client-my-app", scopes = "sql" }), name .. " exchange")
+      tokenshape.check(assert(cfg:exchange()), name .. " exchange without audience")
+    end
   end)
 end)
 

@@ -412,3 +412,45 @@ describe("invalidate", function()
     assert.equal(2, ws:counters()["POST /oidc/v1/token"])
   end)
 end)
+
+describe("cfg:token", function()
+  local tokenshape = require "spec.support.tokenshape"
+  local files = require "spec.support.files"
+
+  it("returns one shape for pat, oauth-m2m and the three OIDC federations", function()
+    local dir = files.tmpdir()
+    files.write(dir .. "/id-token", ws:idp_token { sub = "ci" })
+    local cases = {
+      pat = config { host = ws.url, token = creds.pat },
+      ["oauth-m2m"] = m2m(),
+      ["env-oidc"] = config({ host = ws.url }, { env = { DATABRICKS_OIDC_TOKEN = ws:idp_token { sub = "ci" } } }),
+      ["file-oidc"] = config({ host = ws.url, auth_type = "file-oidc" },
+        { env = { DATABRICKS_OIDC_TOKEN_FILEPATH = dir .. "/id-token" } }),
+      ["github-oidc"] = config({ host = ws.url }, { env = { ACTIONS_ID_TOKEN_REQUEST_URL = creds.actions_request_url,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN = creds.actions_request_token } }),
+    }
+    for name, cfg in pairs(cases) do
+      local tok = tokenshape.check(assert(cfg:token()), name)
+      assert.equal(name, cfg.auth_type)
+      if name == "pat" then
+        assert.is_nil(tok.expiry)
+        assert.is_nil(tok.scopes)
+      else
+        assert.is_true(tok.expiry > os.time() + 3000, name)
+        assert.same({ "all-apis" }, tok.scopes, name)
+      end
+      tokenshape.check(assert(cfg:token { force_refresh = true }), name .. " (forced)")
+    end
+  end)
+
+  it("hands out a copy: changing it changes nothing dbxauth keeps", function()
+    local cfg = m2m()
+    local tok = assert(cfg:token())
+    tok.access_token, tok.scopes[1] = "changed", "changed"
+    local again = assert(cfg:token())
+    assert.are_not.equal("changed", again.access_token)
+    assert.same({ "all-apis" }, again.scopes)
+    assert(cfg:request { path = "/api/2.0/preview/scim/v2/Me" })
+    assert.equal(1, ws:counters()["POST /oidc/v1/token"])
+  end)
+end)

@@ -619,10 +619,13 @@ describe("fake workspace", function()
       assert.is_string(app.description)
       assert.is_string(app.create_time)
       assert.same({ "sql" }, app.user_api_scopes)
-      assert.same({ "sql" }, app.effective_user_api_scopes)
+      -- the Apps API adds the implicit iam.* scopes to the effective ones
+      assert.same({ "iam.access-control:read", "iam.current-user:read", "sql" }, app.effective_user_api_scopes)
       assert.equals("RUNNING", app.app_status.state)
       assert.equals("ACTIVE", app.compute_status.state)
-      assert.same({ "dashboards.genie", "file.files", "sql" }, r[2].json.effective_user_api_scopes)
+      assert.same({ "dashboards.genie", "file.files", "sql" }, r[2].json.user_api_scopes)
+      assert.same({ "dashboards.genie", "file.files", "iam.access-control:read", "iam.current-user:read", "sql" },
+        r[2].json.effective_user_api_scopes)
       assert.equals(200, r[3].status)
       assert.is_nil(r[3].json.user_api_scopes)
       assert.is_nil(r[3].json.effective_user_api_scopes)
@@ -633,6 +636,29 @@ describe("fake workspace", function()
                     message = "App with name nope does not exist or is deleted." }, r[5].json)
       assert.equals(401, r[6].status)
       assert.equals("UNAUTHENTICATED", r[6].json.error_code)
+    end)
+
+    it("needs the apps scope (or all-apis) in an OAuth token", function()
+      local r = curls {
+        { path = "/api/2.0/apps/my-app", bearer = token { data = "grant_type=client_credentials&scope=sql" } },
+        { path = "/api/2.0/apps/my-app", bearer = token { data = "grant_type=client_credentials&scope=sql+apps" } },
+        { path = "/api/2.0/apps/my-app", bearer = token() },
+      }
+      assert.equals(403, r[1].status)
+      assert.same({ error_code = "PERMISSION_DENIED",
+                    message = "Provided OAuth token does not have required scopes: apps" }, r[1].json)
+      assert.equals(200, r[2].status, r[2].body)
+      assert.equals(200, r[3].status, r[3].body)
+    end)
+
+    it("ws:app recomputes the effective scopes from user_api_scopes", function()
+      local app = ws:app("new-app", { user_api_scopes = { "sql", "files.files" } })
+      assert.same({ "files.files", "iam.access-control:read", "iam.current-user:read", "sql" },
+        app.effective_user_api_scopes)
+      app = ws:app("new-app", { user_api_scopes = fake.NULL })
+      assert.is_nil(app.effective_user_api_scopes)
+      app = ws:app("new-app", { user_api_scopes = { "sql" }, effective_user_api_scopes = { "sql" } })
+      assert.same({ "sql" }, app.effective_user_api_scopes)
     end)
 
     it("ws:app adds apps, merges and removes fields; reset restores the defaults", function()
@@ -679,8 +705,8 @@ describe("fake workspace", function()
       local r = curls {
         exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
                    audience = "app-client-my-app", requested_token_type = TT_AT },
-        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
-                   audience = "app-client-scoped-app" },
+        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT,
+                   scope = "sql file.files dashboards.genie", audience = "app-client-scoped-app" },
         { host = "account", path = "/oidc/accounts/fake-account-0001/v1/token",
           user = "fake-client-id:fake-client-secret-xyz",
           form = { grant_type = "client_credentials", scope = "all-apis" } },
@@ -852,6 +878,8 @@ describe("fake workspace", function()
                  { host = "account", path = "/oidc/accounts/fake-account-0001/v1/token" }),
         exchange { subject_token = "fake-at-unknown", subject_token_type = TT_JWT, scope = "all-apis" },
         exchange { subject_token_type = TT_JWT, scope = "all-apis" },
+        exchange { subject_token = ws.creds.pat, subject_token_type = TT_PAT, scope = "sql",
+                   audience = "app-client-scoped-app" },
       }
       assert.equals(400, r[1].status)
       assert.same({ error = "invalid_grant", error_description = "The subject token is invalid or expired" }, r[1].json)
@@ -863,6 +891,10 @@ describe("fake workspace", function()
       assert.equals("invalid_request", r[6].json.error)               -- PATs only on the workspace
       assert.equals("invalid_grant", r[7].json.error)
       assert.equals("invalid_request", r[8].json.error)
+      -- an app audience needs a scope covering the app's user_api_scopes (seed 001)
+      assert.equals(400, r[9].status)
+      assert.same({ error = "invalid_scope", error_description = "The requested scope does not include the scopes "
+        .. "configured for the app in user authorization: dashboards.genie file.files" }, r[9].json)
       assert.is_nil(ws:counters().exchange)
     end)
 

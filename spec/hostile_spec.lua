@@ -190,7 +190,10 @@ local CALLS = {
   authenticate = function(cfg) return cfg:authenticate() end,
   token = function(cfg) return cfg:token() end,
   request = function(cfg) return cfg:request { path = "/api/2.0/preview/scim/v2/Me" } end,
-  app_request = function(cfg, case) return cfg:app_request { app = case.app or "my-app", path = "/api/hello" } end,
+  app_request = function(cfg, case)
+    return cfg:app_request { app = case.app or "my-app", path = "/api/hello", scopes = case.scopes,
+                             audience = case.audience }
+  end,
 }
 
 local function run(case)

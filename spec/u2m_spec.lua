@@ -246,6 +246,30 @@ describe("the CLI's token cache", function()
   end)
 end)
 
+describe("cfg:token from the token cache", function()
+  local tokenshape = require "spec.support.tokenshape"
+
+  it("has the one token shape for databricks-cli and external-browser: fresh, refreshed, forced", function()
+    local now = os.time()
+    local clock = function() return now end
+    local cfg0, home = config { host = ws.url }
+    assert(cfg0:login { open = browser, timeout = 10 })
+    for _, auth_type in ipairs { "databricks-cli", "external-browser" } do
+      local cfg = config({ host = ws.url, auth_type = auth_type }, { home = home, clock = clock })
+      -- a valid cache entry (read as the file has it, refresh token and all)
+      local tok = tokenshape.check(assert(cfg:token()), auth_type .. " cached")
+      assert.equal(auth_type, cfg.auth_type)
+      assert.is_number(tok.expiry)
+      -- expired: refreshed with the refresh token and written back
+      now = now + 7200
+      local refreshed = tokenshape.check(assert(cfg:token()), auth_type .. " refreshed")
+      assert.are_not.equal(tok.access_token, refreshed.access_token)
+      tokenshape.check(assert(cfg:token { force_refresh = true }), auth_type .. " forced")
+    end
+    assert.equal(4, count("refresh"))
+  end)
+end)
+
 describe("manual PKCE (seed 004's steps)", function()
   it("walks verifier, authorize URL, code exchange and refresh", function()
     local p = dbxauth.pkce()

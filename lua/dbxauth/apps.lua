@@ -97,6 +97,23 @@ local function scope_key(scopes)
   return table.concat(scopes, " ")
 end
 
+-- Sorted union of two scope lists.
+local function union(a, b)
+  local out, seen = {}, {}
+  for _, list in ipairs { a, b } do
+    for _, x in ipairs(list) do
+      if not seen[x] then seen[x] = true; out[#out + 1] = x end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local function scopes_hint(scopes)
+  return "request them: app_request{ ..., scopes = { \"" .. table.concat(scopes, "\", \"")
+    .. "\" } } (a token must carry every scope configured for the app in user authorization; all-apis covers them)"
+end
+
 -- Missing scopes of `have` against `need` (all-apis covers everything); nil when satisfied.
 function _M.missing_scopes(have, need)
   local set = {}
@@ -108,6 +125,39 @@ function _M.missing_scopes(have, need)
   end
   if #missing == 0 then return nil end
   return missing
+end
+
+-- nil, or insufficient_scopes when `have` (the requested scopes, or a token's) does not cover the
+-- app's user_api_scopes, the scopes "configured for the app in user authorization" (seed 001).
+-- The iam.* scopes the Apps API adds to effective_user_api_scopes are granted implicitly, so
+-- they are never demanded. requested: `have` is what the caller asked for (the hint adds the
+-- missing ones to it), else a token's scopes (the hint names the app's).
+local function scope_error(app, have, requested)
+  local need = app and app.user_api_scopes
+  local missing = need and #need > 0 and have and #have > 0 and _M.missing_scopes(have, need)
+  if not missing then return nil end
+  return errors.new("insufficient_scopes", (requested and "the requested scopes" or "the token's scopes")
+    .. " do not include these scopes configured for app " .. app.name .. " in user authorization: "
+    .. table.concat(missing, ", "), {
+      hint = scopes_hint(requested and union(have, need) or need), missing_scopes = missing,
+    })
+end
+
+-- The Apps API refuses an OAuth token without the `apps` scope: 403 "Provided OAuth token does
+-- not have required scopes: apps". That is a scope problem of the login, with two ways out.
+local function lookup_scopes(s, name, err)
+  local list = err.message:match("does not have required scopes: ([%w%.:_, -]+)")
+  if not list then return end
+  local missing = config.parse_scopes(list)
+  local want = table.concat(union(s:scopes(), missing), ",")
+  local profile = s.values.profile
+  err.code = "insufficient_scopes"
+  err.missing_scopes = missing
+  err.message = "the Apps API refused to look up app " .. name .. ": " .. err.message
+  err.hint = "the login's token lacks the " .. table.concat(missing, ", ") .. " scope the Apps API needs: add it to "
+    .. "the login's scopes (scopes = " .. want .. ", or `databricks auth login --scopes " .. want
+    .. (profile and (" --profile " .. profile) or "") .. "`), or call the app by url = \"https://...\" "
+    .. "(no lookup, no apps scope)"
 end
 
 _M.EXTRA_KEYS = { app = "string", url = "string", scopes = true, audience = "string" }
@@ -125,6 +175,8 @@ function _M.app(s, name)
     if err.code == "not_found" then
       err.hint = "no app named " .. name .. " in " .. tostring(s.values.host)
         .. ": check the app name and that host is the app's workspace"
+    elseif err.code == "permission_denied" then
+      lookup_scopes(s, name, err)
     end
     return nil, err
   end
@@ -157,9 +209,27 @@ local function exchange_once(s, audience, scopes)
   return s:token_request(req, "token exchange")
 end
 
+-- A token endpoint's invalid_scope answer to an exchange is the same failure as the pre-flight's
+-- (seed 001: the scope "must match or be a superset of the scopes configured for the app in user
+-- authorization"), with the same code and advice.
+local function scope_refused(err, app, scopes)
+  if err.oauth_error ~= "invalid_scope" then return err end
+  err.code = "insufficient_scopes"
+  local need = app and app.user_api_scopes
+  if need and #need > 0 then
+    err.missing_scopes = _M.missing_scopes(scopes, need)
+    err.hint = scopes_hint(union(scopes, need))
+  else
+    err.hint = "request scopes that include every scope configured for the app in user authorization "
+      .. "(cfg:app(\"<name>\").user_api_scopes): app_request{ ..., scopes = { ... } }, or all-apis"
+  end
+  return err
+end
+
 -- Exchange the configuration's own token (decision D22): a PAT or notebook token as such,
 -- an OAuth token as a JWT. Tokens are cached per (audience, scopes) and refreshed ahead.
-function _M.exchange(s, p)
+-- app: the app the audience belongs to, when known (for the advice).
+function _M.exchange(s, p, app)
   p = p or {}
   local scopes = config.parse_scopes(p.scopes)
   local key = (p.audience or "") .. "\n" .. scope_key(scopes)
@@ -172,25 +242,46 @@ function _M.exchange(s, p)
     }
     s.exchanges[key] = source
   end
-  return source:token()
+  local tok, err = source:token()
+  if not tok then return nil, scope_refused(err, app, scopes) end
+  return oauth.public_token(tok)
 end
 
 -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
--- app's audience, or exactly the requested scopes when `scopes` is given.
+-- app's audience; exchanged for exactly the requested scopes when `scopes` is given, and for
+-- the given audience when `audience` is (whatever the credential).
 function _M.app_token(s, p)
   local audience = p.audience
   local app, err
   if p.app ~= nil then
     app, err = _M.app(s, p.app)
     if not app then return nil, err end
-    audience = audience or app.oauth2_app_client_id
+    local own = app.oauth2_app_client_id
+    if audience ~= nil and own and audience ~= own then
+      return fail("invalid_request", 'audience "' .. audience:sub(1, 80) .. '" is not the oauth2_app_client_id of app '
+        .. app.name .. ": the app would reject a token exchanged for it", {
+          hint = 'drop audience: app = "' .. app.name .. '" exchanges for the app\'s own (' .. own .. ")",
+        })
+    end
+    audience = audience or own
+  end
+  if p.scopes ~= nil then
+    -- before any token request: scopes that cannot satisfy the app are not worth exchanging for
+    err = scope_error(app, config.parse_scopes(p.scopes), true)
+    if err then return nil, err end
   end
   local creds
   creds, err = s:credentials()
   if not creds then return nil, err end
   local kind = s.values.auth_type
-  if p.scopes == nil and OAUTH_TYPES[kind] then
-    return creds.token()
+  -- An OAuth token goes as it is, unless the caller asks for particular scopes or for a token
+  -- of the app's audience (seeds 001/002: "scoped to the specific app", so the app never holds
+  -- a token good for every workspace API): then it is exchanged like a PAT.
+  if p.scopes == nil and p.audience == nil and OAUTH_TYPES[kind] then
+    local tok
+    tok, err = creds.token()
+    if not tok then return nil, err end
+    return oauth.public_token(tok)
   end
   if kind == "basic" then
     return fail("unsupported", "Databricks Apps accept OAuth tokens only; basic auth cannot call an app", {
@@ -205,7 +296,7 @@ function _M.app_token(s, p)
     return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
       .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
   end
-  return _M.exchange(s, { audience = audience, scopes = p.scopes })
+  return _M.exchange(s, { audience = audience, scopes = p.scopes }, app)
 end
 
 local function not_running(app)
@@ -231,27 +322,48 @@ local function target(s, r)
   return base
 end
 
-local function scope_error(app, tok)
-  local need = app and app.effective_user_api_scopes
-  local missing = need and #need > 0 and tok.scopes and #tok.scopes > 0 and _M.missing_scopes(tok.scopes, need)
-  if not missing then return nil end
-  return errors.new("insufficient_scopes", "the token lacks scopes app " .. app.name .. " requires: "
-    .. table.concat(missing, ", "), {
-    hint = "request them: app_request{ ..., scopes = { \"" .. table.concat(need, "\", \"") .. "\" } }",
-    missing_scopes = missing,
-  })
+-- The app behind a url = call, when its host names it (https://<name>-<workspace id>.<region>.
+-- databricksapps.com) and the Apps API knows it at that url: app, name | nil, name | nil. A
+-- failed lookup (no apps scope, say) only makes the advice less precise.
+local function app_at(s, base)
+  local label = base:match("^https://([^./:]+)")
+  local name = label and label:lower():match("^(.-)%-%d+$")
+  if not name or not name:match(APP_NAME) then return nil end
+  local app = _M.app(s, name)
+  if app and app.url:lower() == base:lower() then return app, name end
+  return nil, name
 end
 
-local function app_error(res, r, app)
+-- The error for a non-2xx answer of an app, with the docs' advice for its status. Called by
+-- url, a 404 or 5xx may mean a stopped app: the Apps API is asked, as app = would have been.
+local function app_error(s, res, r, app, base)
+  local status = res.status
   local err = request.status_error(res, (r.method or "GET"):upper(), r.path)
-  if res.status >= 300 and res.status <= 399 then
+  if status >= 300 and status <= 399 then
     err.code = "redirect"
-    err.message = "the app answered " .. res.status .. " (redirect); not followed, so the token stays "
+    err.message = "the app answered " .. status .. " (redirect); not followed, so the token stays "
       .. "with the app"
+    return err
+  end
+  local name = app and app.name
+  if not app and (status == 404 or status >= 500) then
+    app, name = app_at(s, base)
+    if app and not running(app) then
+      local _, stopped = not_running(app)
+      stopped.status, stopped.response = status, res
+      return stopped
+    end
+  end
+  if status >= 500 then
+    err.hint = "the app itself failed (HTTP " .. status .. "): check its logs (the Logs tab of "
+      .. (name and ("app " .. name) or "the app") .. " in the workspace, or " .. base .. "/logz)"
+  elseif err.code == "not_found" and not app then
+    err.hint = HINTS.not_found .. "; a stopped app answers 404 too: start it (databricks apps start "
+      .. (name or "<name>") .. ")"
   else
     err.hint = HINTS[err.code] or err.hint
   end
-  err.app = app and app.name
+  err.app = name
   return err
 end
 
@@ -261,7 +373,7 @@ function _M.app_request(s, r)
   if not base then return nil, app end
   local tok, err = _M.app_token(s, { app = r.app, audience = r.audience, scopes = r.scopes })
   if not tok then return nil, err end
-  err = scope_error(app, tok)
+  err = scope_error(app, tok.scopes)
   if err then return nil, err end
   local sub = {}
   for k, v in pairs(r) do
@@ -274,7 +386,7 @@ function _M.app_request(s, r)
     return nil, err
   end
   if res.status >= 200 and res.status <= 299 then return res end
-  return nil, s:redact(app_error(res, r, app), { headers = { Authorization = headers.authorization(tok) } })
+  return nil, s:redact(app_error(s, res, r, app, base), { headers = { Authorization = headers.authorization(tok) } })
 end
 
 return _M

@@ -8,6 +8,8 @@
 -- An explicit auth_type names one provider: only that one is tried, and its failure is the
 -- answer. Otherwise the first provider that applies decides, and its errors are reported (the
 -- Python SDK's semantics: a wrong client secret says so, instead of "cannot configure").
+local oauth = require "dbxauth.oauth"
+
 local _M = {}
 
 -- (The parentheses keep require's second result, the file name, out of the lists.)
@@ -107,15 +109,21 @@ local function default_chain(s)
   })
 end
 
--- cfg:token(): the credentials' token; opts.force_refresh fetches a new one first.
+-- cfg:token(): the credentials' token; opts.force_refresh fetches a new one first. Whatever
+-- the provider keeps (a cache entry with its refresh token, a parsed response), the caller
+-- gets one shape (oauth.public_token): normalised here, where every auth type passes.
 function _M.token(s, opts)
   local creds, err = s:credentials()
   if not creds then return nil, err end
-  if opts and opts.force_refresh then
-    if creds.force_refresh then return creds.force_refresh() end
-    if creds.source then creds.source:invalidate() end
+  local tok
+  if opts and opts.force_refresh and creds.force_refresh then
+    tok, err = creds.force_refresh()
+  else
+    if opts and opts.force_refresh and creds.source then creds.source:invalidate() end
+    tok, err = creds.token()
   end
-  return creds.token()
+  if not tok then return nil, err end
+  return oauth.public_token(tok)
 end
 
 function _M.resolve(s)

@@ -185,6 +185,9 @@ end
 function methods:app_token(p)
   local bad = not_table(p)
   if bad then argerror(1, "app_token", bad) end
+  for _, k in ipairs { "app", "audience" } do
+    if p[k] ~= nil and type(p[k]) ~= "string" then argerror(1, "app_token", k .. " must be a string") end
+  end
   return apps.app_token(sessions[self], p)
 end
 

@@ -315,6 +315,21 @@ function _M.token(t)
   return setmetatable(t, Token)
 end
 
+-- The token a caller is handed (cfg:token, cfg:app_token, cfg:exchange): one shape for every
+-- auth type - access_token, token_type, expiry (nil: it does not expire), scopes (nil when
+-- unknown) - with the masked tostring. A new table: the refresh token and bookkeeping fields
+-- (issued_at, ...) stay with the token source and the token cache, and nothing the caller does
+-- to it reaches them.
+function _M.public_token(tok)
+  local scopes
+  if type(tok.scopes) == "table" and #tok.scopes > 0 then
+    scopes = {}
+    for i, s in ipairs(tok.scopes) do scopes[i] = s end
+  end
+  return setmetatable({ access_token = tok.access_token, token_type = headers.scheme(tok.token_type),
+                        expiry = tok.expiry, scopes = scopes }, Token)
+end
+
 -- Read a token endpoint response (any grant). `what` names the flow for messages.
 function _M.parse_token_response(res, now, what)
   what = what or "token request"

@@ -34,16 +34,23 @@
 --        ID token from ws:idp_token / the GitHub endpoint whose aud is the endpoint's default
 --        audience or the setting federation_audience; client_id = creds.client_id makes the
 --        identity the service principal, none makes it "federated:<sub>"; audience = an app's
---        oauth2_app_client_id makes the token valid on that app only). U2M identity is
+--        oauth2_app_client_id makes the token valid on that app only; its scope must include the
+--        app's user_api_scopes or all-apis, else 400 invalid_scope). U2M identity is
 --        user@example.com. Counters "refresh", "exchange", "exchange <audience|workspace|account>".
 --   GET  /api/2.0/preview/scim/v2/Me, /api/2.0/clusters/list, ANY /api/2.0/fake/echo,
---        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth)
+--        GET /api/2.0/accounts/{A}/workspaces, GET /api/2.0/apps/{name}   (PAT, Basic, OAuth;
+--        the Apps API answers an OAuth token without the apps or all-apis scope 403
+--        PERMISSION_DENIED "Provided OAuth token does not have required scopes: apps").
+--        Apps carry effective_user_api_scopes = user_api_scopes plus iam.access-control:read
+--        and iam.current-user:read, as the real API adds them (ws:app recomputes it when
+--        user_api_scopes is given without it).
 --   GET  /__idp/github/token?api-version=2.0[&audience=]   {"value":"<jwt>"}; needs
 --        Authorization: Bearer <creds.actions_request_token>; default aud <base>/oidc/v1/token
 --   app hosts (ws:app_url(name)): GET /api/hello, ANY /api/echo, GET /api/redirect?to=<url> (302).
 --        Checked in order: unknown app 404, token 401 (OAuth tokens of the workspace or tokens
 --        exchanged for this app's audience; not PATs), CAN USE 403 permission_denied, scopes 403
---        insufficient_scope (token scopes must include effective_user_api_scopes, or all-apis),
+--        insufficient_scope (token scopes must include user_api_scopes, or all-apis; the iam.*
+--        scopes of effective_user_api_scopes are implicit),
 --        not running 404 (app_status RUNNING and compute_status ACTIVE needed), unknown path 404.
 --        Errors are JSON {"error","message"}. Counted as "APP <name> <METHOD> <path>".
 -- Default apps (restored by reset): my-app (scopes sql), scoped-app (dashboards.genie file.files

@@ -145,6 +145,10 @@ handlers["POST apps"] = function()
     for k, v in pairs(fields) do
       if v == cjson.null then app[k] = nil else app[k] = v end
     end
+    -- as the Apps API does: effective scopes follow user_api_scopes unless given
+    if fields.user_api_scopes ~= nil and fields.effective_user_api_scopes == nil then
+      app.effective_user_api_scopes = common.effective_scopes(app.user_api_scopes)
+    end
     store[name] = app
   end
   d:set("apps", common.encode(store))

@@ -10,9 +10,21 @@ local M = {}
 
 -- ------------------------------------------------------------------ REST
 
+-- The Apps API needs the `apps` scope (or all-apis) in an OAuth token; PATs and Basic pass.
+local function has_apps_scope(who)
+  if type(who.scope) ~= "string" then return true end
+  for s in who.scope:gmatch("%S+") do
+    if s == "apps" or s == "all-apis" then return true end
+  end
+  return false
+end
+
 function M.get(name)
   local who, err = api.authenticate("workspace")
   if not who then return common.api_error(401, "UNAUTHENTICATED", err) end
+  if not has_apps_scope(who) then
+    return common.api_error(403, "PERMISSION_DENIED", "Provided OAuth token does not have required scopes: apps")
+  end
   local app = common.apps()[ngx.unescape_uri(name)]
   if not app then
     return common.api_error(404, "RESOURCE_DOES_NOT_EXIST",
@@ -108,7 +120,8 @@ routes["GET /api/redirect"] = function()
 end
 
 -- Answer a request to an app host. Checks in order: unknown app (404), token (401), CAN USE
--- (403), scopes (403), app running (404), route (404).
+-- (403), scopes (403: the token's must include user_api_scopes, or be all-apis), app running
+-- (404), route (404).
 function M.handle(name, method, uri)
   local app = common.apps()[name]
   if not app then return app_error(404, "not_found", "No app at host " .. ngx.var.host) end
@@ -122,10 +135,12 @@ function M.handle(name, method, uri)
       return app_error(403, "permission_denied", "User does not have CAN USE permission on app " .. name)
     end
   end
+  -- user_api_scopes, not effective_user_api_scopes: the iam.* scopes the Apps API adds there
+  -- are granted implicitly and never demanded of a token
   local have = scope_set(t.scope)
-  if not have["all-apis"] and type(app.effective_user_api_scopes) == "table" then
+  if not have["all-apis"] and type(app.user_api_scopes) == "table" then
     local missing = {}
-    for _, s in ipairs(app.effective_user_api_scopes) do
+    for _, s in ipairs(app.user_api_scopes) do
       if not have[s] then missing[#missing + 1] = s end
     end
     if #missing > 0 then

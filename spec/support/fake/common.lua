@@ -85,13 +85,30 @@ function M.new_app(name)
   }
 end
 
+-- Scopes the Apps API adds to effective_user_api_scopes of every app with user authorization:
+-- granted implicitly, never part of user_api_scopes (the scopes "configured for the app in user
+-- authorization", which a token must carry).
+M.IMPLICIT_APP_SCOPES = { "iam.access-control:read", "iam.current-user:read" }
+
+-- effective_user_api_scopes for these user_api_scopes (sorted), or nil when there are none.
+function M.effective_scopes(user)
+  if type(user) ~= "table" or #user == 0 then return nil end
+  local out, seen = {}, {}
+  for _, list in ipairs { user, M.IMPLICIT_APP_SCOPES } do
+    for _, s in ipairs(list) do
+      if not seen[s] then seen[s] = true; out[#out + 1] = s end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
 function M.default_apps()
   local apps = {}
   for _, name in ipairs { "my-app", "scoped-app", "plain-app", "stopped-app" } do apps[name] = M.new_app(name) end
   apps["my-app"].user_api_scopes = { "sql" }
-  apps["my-app"].effective_user_api_scopes = { "sql" }
   apps["scoped-app"].user_api_scopes = { "dashboards.genie", "file.files", "sql" }
-  apps["scoped-app"].effective_user_api_scopes = { "dashboards.genie", "file.files", "sql" }
+  for _, app in pairs(apps) do app.effective_user_api_scopes = M.effective_scopes(app.user_api_scopes) end
   apps["stopped-app"].app_status = { state = "UNAVAILABLE", message = "App is not running" }
   apps["stopped-app"].compute_status = { state = "STOPPED", message = "App compute is stopped." }
   return apps

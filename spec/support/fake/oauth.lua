@@ -335,6 +335,17 @@ local TT_JWT = "urn:ietf:params:oauth:token-type:jwt"
 local TT_PAT = "urn:databricks:params:oauth:token-type:personal-access-token"
 local BAD_SUBJECT = "The subject token is invalid or expired"
 
+-- The app's user_api_scopes that `scope` lacks, space-joined, or nil (all-apis covers them).
+local function missing_app_scopes(scope, app)
+  if has_scope(scope, "all-apis") or type(app.user_api_scopes) ~= "table" then return nil end
+  local missing = {}
+  for _, s in ipairs(app.user_api_scopes) do
+    if not has_scope(scope, s) then missing[#missing + 1] = s end
+  end
+  if #missing == 0 then return nil end
+  return table.concat(missing, " ")
+end
+
 M.grants[TE] = function(ctx)
   local a, cfg = ctx.args, common.config
   local rtt = a.requested_token_type
@@ -373,8 +384,16 @@ M.grants[TE] = function(ctx)
   end
   local audience, aud = a.audience, ctx.aud
   if audience ~= nil then
-    if ctx.account_id or type(audience) ~= "string" or not common.app_by_client_id(audience) then
+    local app = not ctx.account_id and type(audience) == "string" and common.app_by_client_id(audience)
+    if not app then
       return common.oauth_error(400, "invalid_target", "Unknown audience")
+    end
+    -- seed 001: the scope "must match or be a superset of the scopes configured for the app in
+    -- user authorization"
+    local missing = missing_app_scopes(scope, app)
+    if missing then
+      return common.oauth_error(400, "invalid_scope", "The requested scope does not include the scopes "
+        .. "configured for the app in user authorization: " .. missing)
     end
     aud = "app:" .. audience
   end
