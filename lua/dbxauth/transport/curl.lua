@@ -67,8 +67,9 @@ function Transport:send(req)
     ca_file = self.ca_file,
     skip_verify = self.skip_verify,
     resolve = self.resolve,
-    -- a configured proxy may be remote: loopback traffic never goes through it
-    no_proxy = urls.is_loopback_url(req.url),
+    -- a configured http_proxy may be remote: plain-http loopback traffic (credentials in clear
+    -- text, allowed only because it never leaves the machine) never goes through it
+    no_proxy = req.url:sub(1, 7) == "http://" and urls.is_loopback_url(req.url),
   }
   if res then return res end
   local hint = HINTS[code]
