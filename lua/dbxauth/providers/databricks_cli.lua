@@ -221,10 +221,7 @@ end
 
 local function has_cache_entry(ctx)
   local path = u2m.cache_path(ctx)
-  for _, key in ipairs(u2m.cache_keys(ctx)) do
-    if tokencache.get(path, key) then return true end
-  end
-  return false
+  return path ~= nil and tokencache.lookup(path, u2m.cache_keys(ctx)) and true or false
 end
 
 -- token | nil, err | false. The cache first; the CLI when the cache has nothing (or fails: the
