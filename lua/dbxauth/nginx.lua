@@ -34,9 +34,10 @@
 --   * Refreshes run in timers, under a lock taken with dict:add(): exactly one token request per
 --     refresh across all workers. The lock is a short lease (lock_lease) that its holder renews
 --     while the refresh runs: a worker killed mid-refresh holds up the others for at most the
---     lease, and waiting requests and the other workers' timers take the refresh over. gw.init runs a per-worker timer that refreshes when the token
---     enters its refresh-ahead window, the last min(TTL/2, 20 min) of its life (at least 40 s
---     for tokens that live 80 s or more), so requests never wait for the token endpoint.
+--     lease, and waiting requests and the other workers' timers take the refresh over.
+--     gw.init runs a per-worker timer that refreshes when the token enters its refresh-ahead
+--     window, the last min(TTL/2, 20 min) of its life (at least 40 s for tokens that live 80 s
+--     or more), so requests never wait for the token endpoint.
 --     Without gw.init the first request that sees a due token starts the refresh in a timer.
 --   * A token is used until expiry - min(40 s, TTL/5). With no usable token a request starts a
 --     refresh (if none is running) and polls the dict for up to `wait` seconds.
