@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "dbx_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,9 +41,22 @@ static int close_keep_errno(int fd) {
 
 /* ---- mkdir ---- */
 
+/* umask may have narrowed the mode of a directory we just made; set it exactly
+ * (O_NOFOLLOW: not on whatever a symlink swapped in meanwhile points to) */
+static dbx_file_code set_new_dir_mode(const char *path, unsigned mode, char *msg, size_t msglen) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail(msg, msglen, "mkdir", path, errno);
+  if (fchmod(fd, (mode_t)mode) != 0) {
+    int err = errno;
+    close(fd);
+    return fail(msg, msglen, "chmod", path, err);
+  }
+  close(fd);
+  return DBX_FILE_OK;
+}
+
 dbx_file_code dbx_mkdir(const char *path, unsigned mode, char *msg, size_t msglen) {
   struct stat st;
-  int fd;
   if (mkdir(path, (mode_t)mode) != 0) {
     int err = errno;
     if (err == EEXIST) {
@@ -52,16 +66,42 @@ dbx_file_code dbx_mkdir(const char *path, unsigned mode, char *msg, size_t msgle
     }
     return fail(msg, msglen, "mkdir", path, err);
   }
-  /* umask may have narrowed the mode; set it exactly, on the directory we made
-   * (O_NOFOLLOW: not on whatever a symlink swapped in meanwhile points to) */
-  fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return fail(msg, msglen, "mkdir", path, errno);
-  if (fchmod(fd, (mode_t)mode) != 0) {
-    int err = errno;
+  return set_new_dir_mode(path, mode, msg, msglen);
+}
+
+/* ---- private_dir ---- */
+
+dbx_file_code dbx_private_dir(const char *path, char *msg, size_t msglen) {
+  struct stat st;
+  int fd, err;
+  if (mkdir(path, 0700) == 0) return set_new_dir_mode(path, 0700, msg, msglen);
+  if (errno != EEXIST) return fail(msg, msglen, "mkdir", path, errno);
+  /* follows a symlink to a directory (a dotfiles checkout); checks what it points to */
+  fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENOTDIR) {
+      snprintf(msg, msglen, "mkdir %s: exists and is not a directory", path);
+      return DBX_FILE_EXISTS;
+    }
+    return fail(msg, msglen, "open", path, errno);
+  }
+  if (fstat(fd, &st) != 0) {
+    err = errno;
     close(fd);
-    return fail(msg, msglen, "chmod", path, err);
+    return fail(msg, msglen, "stat", path, err);
+  }
+  err = 0;
+  if ((st.st_mode & 07777) != 0700) {
+    if (st.st_uid != geteuid()) err = EPERM;       /* not ours to change */
+    else if (fchmod(fd, 0700) != 0) err = errno;
   }
   close(fd);
+  if (err != 0 && (st.st_mode & 022) != 0) {
+    const char *who = (st.st_mode & 022) == 022 ? "its group and others" : (st.st_mode & 020) ? "its group" : "others";
+    snprintf(msg, msglen, "%s is writable by %s (mode %04o) and cannot be made private: %s", path, who,
+             (unsigned)(st.st_mode & 07777), err == EPERM ? "it belongs to another user" : strerror(err));
+    return DBX_FILE_INSECURE;
+  }
   return DBX_FILE_OK;
 }
 
@@ -148,6 +188,50 @@ fail_closed:
   return code == DBX_FILE_NOT_FOUND ? DBX_FILE_IO : code;   /* only a missing dir is not_found */
 }
 
+/* ---- clean_temps ---- */
+
+/* `.<base>-XXXXXX.tmp` exactly, X being what mkostemps puts there */
+static int is_temp_of(const char *name, const char *base, size_t blen) {
+  size_t i, n = strlen(name);
+  if (n != blen + sizeof ".-XXXXXX.tmp" - 1 || name[0] != '.' || memcmp(name + 1, base, blen) != 0 ||
+      name[1 + blen] != '-' || memcmp(name + n - 4, ".tmp", 4) != 0)
+    return 0;
+  for (i = blen + 2; i < blen + 8; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return 0;
+  }
+  return 1;
+}
+
+dbx_file_code dbx_clean_temps(const char *path, double max_age, int *removed, char *msg, size_t msglen) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t blen = strlen(base);
+  char *dir;
+  DIR *d;
+  struct dirent *e;
+  time_t now = time(NULL);
+  *removed = 0;
+  if (blen == 0) return fail(msg, msglen, "clean temp files of", path, EISDIR);
+  if (slash == path) dir = strdup("/");
+  else if (slash) dir = strndup(path, (size_t)(slash - path));
+  else dir = strdup(".");
+  if (dir == NULL) return fail(msg, msglen, "clean temp files of", path, ENOMEM);
+  d = opendir(dir);
+  free(dir);
+  if (d == NULL) return fail(msg, msglen, "clean temp files of", path, errno);
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    if (!is_temp_of(e->d_name, base, blen)) continue;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    if ((double)(now - st.st_mtime) < max_age) continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0) (*removed)++;
+  }
+  closedir(d);
+  return DBX_FILE_OK;
+}
+
 /* ---- read_file ---- */
 
 dbx_file_code dbx_read_file(const char *path, size_t max, dbx_buf *out, char *msg, size_t msglen) {
@@ -214,12 +298,23 @@ static void sleep_ms(long ms) {
 dbx_file_code dbx_lock(const char *path, long timeout_ms, int *fd, char *msg, size_t msglen) {
   long long deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   long step = 1;
-  /* O_RDONLY is enough for flock, and works on a lock file someone else created */
-  int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+  struct stat st;
+  /* O_RDONLY is enough for flock, and works on a lock file someone else created.
+   * O_NOFOLLOW: a symlink planted there must not make us create or lock its target;
+   * O_NONBLOCK: nor may a FIFO hang the open. */
+  int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0600);
   *fd = -1;
   if (f < 0) {
-    fail(msg, msglen, "lock", path, errno);
+    if (errno == ELOOP)
+      snprintf(msg, msglen, "lock %s: is a symbolic link, which dbxauth does not follow; remove it", path);
+    else
+      fail(msg, msglen, "lock", path, errno);
     return DBX_FILE_IO;               /* "timeout" or "io" only, even for ENOENT */
+  }
+  if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(f);
+    snprintf(msg, msglen, "lock %s: not a regular file; remove it", path);
+    return DBX_FILE_IO;
   }
   for (;;) {
     long long left;

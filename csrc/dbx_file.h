@@ -18,6 +18,7 @@
   X(DBX_FILE_EXISTS,    "exists")         \
   X(DBX_FILE_TOO_LARGE, "too_large")      \
   X(DBX_FILE_TIMEOUT,   "timeout")        \
+  X(DBX_FILE_INSECURE,  "insecure")       \
   X(DBX_FILE_IO,        "io")             \
   X(DBX_FILE_NOMEM,     "nomem")
 
@@ -32,6 +33,14 @@ const char *dbx_file_code_name(dbx_file_code c);
  * an existing non-directory is DBX_FILE_EXISTS; a missing parent DBX_FILE_NOT_FOUND. */
 dbx_file_code dbx_mkdir(const char *path, unsigned mode, char *msg, size_t msglen);
 
+/* The private directory of the token cache. Missing: created with exactly 0700. Existing
+ * (a symlink to a directory is followed) with another mode: set to 0700 when this user
+ * owns it. One that stays open to others is DBX_FILE_INSECURE when group or others may
+ * write into it (they could plant or swap files there), and accepted when they may only
+ * read it (the files in it are 0600). An existing non-directory is DBX_FILE_EXISTS, a
+ * missing parent DBX_FILE_NOT_FOUND. */
+dbx_file_code dbx_private_dir(const char *path, char *msg, size_t msglen);
+
 /* Replaces path with data: a temp file `.<basename>-XXXXXX.tmp` in the same
  * directory (O_CLOEXEC), fchmod(mode) before the first byte, write all, fsync,
  * close, rename over path, then fsync the directory (best effort). Readers see the
@@ -40,12 +49,21 @@ dbx_file_code dbx_mkdir(const char *path, unsigned mode, char *msg, size_t msgle
 dbx_file_code dbx_write_atomic(const char *path, const char *data, size_t len, unsigned mode,
                                char *msg, size_t msglen);
 
+/* Removes what a dbx_write_atomic of path leaves behind when its process dies between
+ * creating and renaming the temp file: entries `.<basename>-XXXXXX.tmp` (XXXXXX letters
+ * and digits) of path's directory that are regular files (not followed if symlinks) of
+ * this user, last modified at least max_age seconds ago. *removed counts them. Entries
+ * that vanish meanwhile or cannot be removed are skipped. The directory missing is
+ * DBX_FILE_NOT_FOUND, unreadable DBX_FILE_IO. */
+dbx_file_code dbx_clean_temps(const char *path, double max_age, int *removed, char *msg, size_t msglen);
+
 /* Appends the whole file to out (which the caller owns and frees, also on
  * failure). DBX_FILE_NOT_FOUND, DBX_FILE_TOO_LARGE when it holds more than max
  * bytes, DBX_FILE_NOMEM, DBX_FILE_IO. */
 dbx_file_code dbx_read_file(const char *path, size_t max, dbx_buf *out, char *msg, size_t msglen);
 
-/* Exclusive flock on path (created 0600 if missing; the file is never removed),
+/* Exclusive flock on path (created 0600 if missing; the file is never removed; a
+ * symlink or anything but a regular file there is refused, DBX_FILE_IO),
  * trying LOCK_NB and sleeping 1 ms, doubling up to 50 ms, until timeout_ms has
  * passed (0: one try). On DBX_FILE_OK *fd holds the lock until dbx_unlock(*fd).
  * flock locks belong to the open file description: two dbx_lock calls exclude

@@ -51,6 +51,8 @@ int ldbx_core_listen(lua_State *L);
 
 void ldbx_file_init(lua_State *L);
 int ldbx_core_mkdir(lua_State *L);
+int ldbx_core_private_dir(lua_State *L);
+int ldbx_core_clean_temps(lua_State *L);
 int ldbx_core_write_atomic(lua_State *L);
 int ldbx_core_read_file(lua_State *L);
 int ldbx_core_lock(lua_State *L);

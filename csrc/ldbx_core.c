@@ -202,6 +202,8 @@ static const luaL_Reg core_funcs[] = {
   {"http", ldbx_core_http},
   {"listen", ldbx_core_listen},
   {"mkdir", ldbx_core_mkdir},
+  {"private_dir", ldbx_core_private_dir},
+  {"clean_temps", ldbx_core_clean_temps},
   {"write_atomic", ldbx_core_write_atomic},
   {"read_file", ldbx_core_read_file},
   {"lock", ldbx_core_lock},

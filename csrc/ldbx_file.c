@@ -1,5 +1,5 @@
-/* Files for the token cache (dbx_file): core.mkdir, write_atomic, read_file, stat,
- * getpid, and core.lock with its dbxauth.lock userdata (ldbx_lock owns the locked
+/* Files for the token cache (dbx_file): core.mkdir, private_dir, write_atomic,
+ * clean_temps, read_file, stat, getpid, and core.lock with its dbxauth.lock userdata (ldbx_lock owns the locked
  * fd until unlock or __gc). read_file's buffer sits in a dbxauth.buffer userdata
  * so that a Lua error cannot leak it. */
 #include <string.h>
@@ -38,6 +38,27 @@ int ldbx_core_mkdir(lua_State *L) {
   unsigned mode = check_mode(L, 2);
   char msg[512];
   return file_result(L, dbx_mkdir(path, mode, msg, sizeof msg), msg);
+}
+
+/* core.private_dir(path) -> true | nil, code, msg */
+int ldbx_core_private_dir(lua_State *L) {
+  const char *path = check_path(L, 1);
+  char msg[512];
+  return file_result(L, dbx_private_dir(path, msg, sizeof msg), msg);
+}
+
+/* core.clean_temps(path [, max_age_seconds = 0]) -> removed | nil, code, msg */
+int ldbx_core_clean_temps(lua_State *L) {
+  const char *path = check_path(L, 1);
+  lua_Number age = luaL_optnumber(L, 2, 0);
+  char msg[512];
+  int removed = 0;
+  dbx_file_code code;
+  luaL_argcheck(L, age >= 0 && age <= 1e9, 2, "must be a number of seconds >= 0");
+  code = dbx_clean_temps(path, (double)age, &removed, msg, sizeof msg);
+  if (code != DBX_FILE_OK) return file_result(L, code, msg);
+  lua_pushinteger(L, (lua_Integer)removed);
+  return 1;
 }
 
 /* core.write_atomic(path, data, mode) -> true | nil, code, msg */

@@ -20,6 +20,7 @@ local T0 = 1800000000
 -- A fake `databricks` in a fresh directory. Files in that directory steer it: version (printed
 -- by `databricks version`; absent = the command fails), stdout, stderr, exit (for `auth token`).
 -- Every call appends its arguments to argv.log and its HOME / DATABRICKS_CONFIG_FILE to env.log.
+-- A file `sleep` makes `auth token` wait that many seconds first (its pid and its sleep's in pids).
 local function fake_cli(opts)
   opts = opts or {}
   local dir = files.tmpdir()
@@ -31,7 +32,8 @@ local function fake_cli(opts)
     'echo "HOME=$HOME CONFIG=$DATABRICKS_CONFIG_FILE" >> "$d/env.log"',
     'case "$1" in',
     '  version) [ -f "$d/version" ] || { echo "unknown command" >&2; exit 1; }; cat "$d/version"; exit 0 ;;',
-    '  auth) [ -f "$d/stderr" ] && cat "$d/stderr" >&2',
+    '  auth) if [ -f "$d/sleep" ]; then sleep "$(cat "$d/sleep")" & echo "$$ $!" > "$d/pids"; wait; fi',
+    '        [ -f "$d/stderr" ] && cat "$d/stderr" >&2',
     '        [ -f "$d/stdout" ] && cat "$d/stdout"',
     '        exit "$(cat "$d/exit" 2>/dev/null || echo 0)" ;;',
     "esac",
@@ -145,7 +147,7 @@ describe("databricks-cli: running the CLI", function()
     clock_now = T0 + 1000
     assert(cfg:authenticate())
     assert.equal(1, #cli.token_calls())
-    assert.same({ "version", "auth token --host " .. HOST .. " --force-refresh" }, cli.calls())
+    assert.same({ "version", "auth token --host " .. HOST }, cli.calls())   -- not forced: no --force-refresh
     -- the CLI shares the configuration's home
     assert.matches("HOME=" .. home:gsub("%p", "%%%0"), files.read(cli.dir .. "/env.log"))
     -- past expiry: one more run, the new token
@@ -160,42 +162,71 @@ describe("databricks-cli: running the CLI", function()
     assert.not_matches("tok%-2", tostring(tok))
   end)
 
-  it("refreshes ahead of expiry: once per token with --force-refresh, late with older CLIs", function()
-    local new = fake_cli { version = "0.296.0" }
-    new.respond(cli_json("tok-1", T0 + 3600))
-    local cfg = assert(config({ host = HOST }, { PATH = new.dir }))
-    assert(cfg:authenticate())
-    new.respond(cli_json("tok-2", T0 + 2500 + 3600))
-    clock_now = T0 + 2500                         -- in the last 20 minutes: refresh ahead
-    assert.same({ Authorization = "Bearer tok-2" }, assert(cfg:authenticate()))
-    clock_now = T0 + 3000
-    assert(cfg:authenticate())
-    assert.equal(2, #new.token_calls())
-
-    local old = fake_cli { version = "0.250.0" }
-    old.respond(cli_json("tok-1", T0 + 3600))
-    cfg = assert(config({ host = HOST }, { PATH = old.dir }))
-    assert(cfg:authenticate())
-    for t = T0 + 2500, T0 + 3200, 100 do         -- the CLI would hand back the same token
-      clock_now = t
-      assert.same({ Authorization = "Bearer tok-1" }, assert(cfg:authenticate()))
+  it("asks the CLI again only when it would refresh (under 5 minutes left), whatever its version", function()
+    for _, version in ipairs { "0.296.0", "0.250.0" } do
+      local cli = fake_cli { version = version }
+      cli.respond(cli_json("tok-1", T0 + 3600))
+      clock_now = T0
+      local cfg = assert(config({ host = HOST }, { PATH = cli.dir }))
+      assert(cfg:authenticate())
+      for t = T0 + 2500, T0 + 3200, 100 do         -- the refresh-ahead window: the CLI would hand back tok-1
+        clock_now = t
+        assert.same({ Authorization = "Bearer tok-1" }, assert(cfg:authenticate()))
+      end
+      assert.equal(1, #cli.token_calls(), version)
+      cli.respond(cli_json("tok-2", T0 + 3400 + 3600))
+      clock_now = T0 + 3400                         -- under 5 minutes left: the CLI refreshes by itself
+      assert.same({ Authorization = "Bearer tok-2" }, assert(cfg:authenticate()))
+      assert.same({ "auth token --host " .. HOST, "auth token --host " .. HOST }, cli.token_calls(), version)
     end
-    assert.equal(1, #old.token_calls())
-    old.respond(cli_json("tok-2", T0 + 3400 + 3600))
-    clock_now = T0 + 3400                         -- under 5 minutes left: the CLI refreshes
-    assert.same({ Authorization = "Bearer tok-2" }, assert(cfg:authenticate()))
-    assert.equal(2, #old.token_calls())
   end)
 
-  it("forces a fresh token with cfg:token{force_refresh = true}", function()
+  it("forces a fresh token with cfg:token{force_refresh = true}: --force-refresh when the CLI has it", function()
+    for version, flag in pairs { ["0.296.0"] = " --force-refresh", ["0.295.9"] = "" } do
+      local cli = fake_cli { version = version }
+      cli.respond(cli_json("tok-1", T0 + 3600))
+      local cfg = assert(config({ host = HOST }, { PATH = cli.dir }))
+      assert(cfg:authenticate())
+      cli.respond(cli_json("tok-2", T0 + 3600))
+      assert.equal("tok-2", assert(cfg:token { force_refresh = true }).access_token)
+      assert.same({ Authorization = "Bearer tok-2" }, assert(cfg:authenticate()))
+      assert.same({ "auth token --host " .. HOST, "auth token --host " .. HOST .. flag }, cli.token_calls())
+    end
+  end)
+
+  it("stops a CLI that runs past databricks_cli_timeout_seconds, and says so", function()
     local cli = fake_cli()
     cli.respond(cli_json("tok-1", T0 + 3600))
+    cli.set("sleep", "30")
+    local cfg = assert(config({ host = HOST, databricks_cli_timeout_seconds = 1 }, { PATH = cli.dir }))
+    local t0 = os.time()
+    local h, err = cfg:authenticate()
+    assert.is_nil(h)
+    assert.is_true(os.time() - t0 < 15, "the CLI was not stopped")
+    assert.equal("timeout", err.code)
+    assert.matches("cannot get access token: `" .. cli.path:gsub("%p", "%%%0") .. " auth token %-%-host "
+      .. HOST:gsub("%p", "%%%0") .. "` did not finish within 1 s and was stopped", err.message)
+    assert.matches("databricks_cli_timeout_seconds", err.hint)
+    -- the script and the sleep it started are gone (zombies count: init reaps them), within a
+    -- moment of the signal
+    local pids = assert(files.read(cli.dir .. "/pids"))
+    for pid in pids:gmatch("%d+") do
+      local deadline, stat = os.time() + 5
+      repeat
+        stat = files.read("/proc/" .. pid .. "/stat")
+        if stat == nil or stat:match("^%d+ %b() (%a)") == "Z" then break end
+        os.execute("sleep 0.05")
+      until os.time() > deadline
+      assert.is_true(stat == nil or stat:match("^%d+ %b() (%a)") == "Z", "process " .. pid .. " still runs")
+    end
+  end)
+
+  it("gives the CLI 60 s by default", function()
+    local cli = fake_cli()
+    cli.respond(cli_json("tok-1", T0 + 3600))
+    cli.set("sleep", "2")                           -- slow, but well within the default
     local cfg = assert(config({ host = HOST }, { PATH = cli.dir }))
-    assert(cfg:authenticate())
-    cli.respond(cli_json("tok-2", T0 + 3600))
-    assert.equal("tok-2", assert(cfg:token { force_refresh = true }).access_token)
-    assert.same({ Authorization = "Bearer tok-2" }, assert(cfg:authenticate()))
-    assert.equal(2, #cli.token_calls())
+    assert.same({ Authorization = "Bearer tok-1" }, assert(cfg:authenticate()))
   end)
 
   it("parses token_type and expiry with an offset", function()
@@ -219,9 +250,8 @@ describe("databricks-cli: running the CLI", function()
     end
     local PROFILE = "[my-profile]\nhost = " .. HOST .. "\n"
 
-    it("0.296.0 with a profile: --profile and --force-refresh", function()
-      assert.equal("auth token --profile my-profile --force-refresh",
-        args_for("0.296.0", { profile = "my-profile" }, PROFILE))
+    it("0.296.0 with a profile: --profile (--force-refresh only when forced)", function()
+      assert.equal("auth token --profile my-profile", args_for("0.296.0", { profile = "my-profile" }, PROFILE))
     end)
     it("0.207.1 with a profile: --profile", function()
       assert.equal("auth token --profile my-profile", args_for("0.207.1", { profile = "my-profile" }, PROFILE))
@@ -246,7 +276,7 @@ describe("databricks-cli: running the CLI", function()
       files.write(home .. "/.databrickscfg", "[it's; rm -rf x]\nhost = " .. HOST .. "\n")
       local cfg = assert(config({ profile = "it's; rm -rf x" }, { PATH = cli.dir }, home))
       assert(cfg:authenticate())
-      assert.equal("auth token --profile it's; rm -rf x --force-refresh", cli.token_calls()[1])
+      assert.equal("auth token --profile it's; rm -rf x", cli.token_calls()[1])
     end)
   end)
 

@@ -344,6 +344,116 @@ describe("core.lock", function()
   end)
 end)
 
+describe("core.lock and what is at its path", function()
+  it("refuses a symlink there, dangling or not, and creates nothing through it", function()
+    local dir = files.tmpdir()
+    files.write(dir .. "/victim", "keep")
+    for _, target in ipairs { dir .. "/victim", dir .. "/not-there" } do
+      assert(os.execute("rm -f " .. q(dir .. "/l") .. " && ln -s " .. q(target) .. " " .. q(dir .. "/l")))
+      local l, code, msg = core.lock(dir .. "/l", 0)
+      assert.is_nil(l)
+      assert.equal("io", code)
+      assert.equal("lock " .. dir .. "/l: is a symbolic link, which dbxauth does not follow; remove it", msg)
+    end
+    assert.is_nil(core.stat(dir .. "/not-there"))
+    assert.equal("keep", files.read(dir .. "/victim"))
+  end)
+
+  it("refuses a FIFO or a directory there without hanging", function()
+    local dir = files.tmpdir()
+    assert(os.execute("mkfifo " .. q(dir .. "/fifo") .. " && mkdir " .. q(dir .. "/d")))
+    for _, name in ipairs { "fifo", "d" } do
+      local l, code, msg = core.lock(dir .. "/" .. name, 0)
+      assert.is_nil(l)
+      assert.equal("io", code)
+      assert.matches("^lock " .. (dir .. "/" .. name):gsub("%p", "%%%0") .. ": ", msg)
+    end
+  end)
+end)
+
+describe("core.private_dir", function()
+  it("creates the directory 0700 whatever the umask", function()
+    local base = files.tmpdir()
+    local out, rc = run("umask 0 && " .. child(("print(core.private_dir(%q))"):format(base .. "/a")))
+    assert.equal(0, rc, out)
+    assert.equal("true\n", out)
+    assert.equal(oct"700", core.stat(base .. "/a").mode)
+  end)
+
+  it("sets an existing directory of ours to 0700, also through a symlink", function()
+    local base = files.tmpdir()
+    assert(os.execute("mkdir " .. q(base .. "/d") .. " && chmod 0777 " .. q(base .. "/d")))
+    assert.is_true(core.private_dir(base .. "/d"))
+    assert.equal(oct"700", core.stat(base .. "/d").mode)
+    assert(os.execute("mkdir " .. q(base .. "/real") .. " && chmod 0755 " .. q(base .. "/real")
+      .. " && ln -s real " .. q(base .. "/link")))
+    assert.is_true(core.private_dir(base .. "/link"))
+    assert.equal(oct"700", core.stat(base .. "/real").mode)
+  end)
+
+  it("refuses a directory others may write into that is not ours, and reports what exists", function()
+    local base = files.tmpdir()
+    local foreign = "/tmp"                              -- root's, 1777: never changed by a non-root user
+    if IS_ROOT then
+      foreign = base .. "/foreign"
+      assert(os.execute("mkdir " .. q(foreign) .. " && chown nobody " .. q(foreign) .. " && chmod 0775 " .. q(foreign)))
+    end
+    local mode = core.stat(foreign).mode
+    local ok, code, msg = core.private_dir(foreign)
+    assert.is_nil(ok)
+    assert.equal("insecure", code)
+    assert.matches("^" .. foreign:gsub("%p", "%%%0") .. " is writable by its group", msg)
+    assert.matches("cannot be made private: it belongs to another user$", msg)
+    assert.equal(mode, core.stat(foreign).mode)
+    if IS_ROOT then                                     -- only readable by others: accepted as it is
+      assert(os.execute("chmod 0755 " .. q(foreign)))
+      assert.is_true(core.private_dir(foreign))
+      assert.equal(oct"755", core.stat(foreign).mode)
+    end
+    files.write(base .. "/f", "x")
+    ok, code = core.private_dir(base .. "/f")
+    assert.is_nil(ok)
+    assert.equal("exists", code)
+    ok, code = core.private_dir(base .. "/no/such")
+    assert.is_nil(ok)
+    assert.equal("not_found", code)
+  end)
+end)
+
+describe("core.clean_temps", function()
+  it("removes only write_atomic's temp files of that path that are old enough", function()
+    local dir = files.tmpdir()
+    local path = dir .. "/token-cache.json"
+    files.write(path, "{}")
+    for _, name in ipairs { ".token-cache.json-Ab12Cd.tmp", ".token-cache.json-zz99ZZ.tmp",
+                            ".token-cache.json-Ab12C.tmp", ".token-cache.json-Ab12Cd.tmpx",
+                            ".other.json-Ab12Cd.tmp", "token-cache.json-Ab12Cd.tmp" } do
+      files.write(dir .. "/" .. name, "tokens")
+    end
+    assert(os.execute("touch -d '-2 minutes' " .. q(dir .. "/.token-cache.json-Ab12Cd.tmp")))
+    assert(os.execute("mkdir " .. q(dir .. "/.token-cache.json-Dir000.tmp")
+      .. " && ln -s " .. q(path) .. " " .. q(dir .. "/.token-cache.json-Lnk000.tmp")))
+    assert.equal(1, core.clean_temps(path, 60))        -- the old one only
+    assert.is_nil(files.read(dir .. "/.token-cache.json-Ab12Cd.tmp"))
+    assert.equal(1, core.clean_temps(path))            -- max_age 0: the fresh one too
+    assert.same({ ".other.json-Ab12Cd.tmp", ".token-cache.json-Ab12C.tmp", ".token-cache.json-Ab12Cd.tmpx",
+                  ".token-cache.json-Dir000.tmp", ".token-cache.json-Lnk000.tmp", "token-cache.json",
+                  "token-cache.json-Ab12Cd.tmp" }, listdir(dir))
+    assert.equal("{}", files.read(path))                -- the link's target is untouched
+    assert.equal(0, core.clean_temps(path))
+  end)
+
+  it("reports a missing directory and raises on bad arguments", function()
+    local dir = files.tmpdir()
+    local n, code = core.clean_temps(dir .. "/none/f")
+    assert.is_nil(n)
+    assert.equal("not_found", code)
+    assert.has_error(function() core.clean_temps(dir .. "/f", -1) end)
+    assert.has_error(function() core.clean_temps(dir .. "/f", 0 / 0) end)
+    assert.has_error(function() core.clean_temps("") end)
+  end)
+end)
+
 describe("core.stat and core.getpid", function()
   it("describes files, directories and others", function()
     local dir = files.tmpdir()

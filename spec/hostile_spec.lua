@@ -14,6 +14,10 @@ local fake = require "spec.support.fake"
 local fake_transport = require "spec.support.fake_transport"
 local leakcheck = require "spec.support.leakcheck"
 local hostile = require "spec.fixtures.hostile"
+-- the files around the token cache: their cases join the list (same format, three more fields)
+local hostile_files = require "spec.fixtures.hostile_files"
+for _, c in ipairs(hostile_files.cases) do hostile.cases[#hostile.cases + 1] = c end
+for _, s in ipairs(hostile_files.SECRETS) do hostile.SECRETS[#hostile.SECRETS + 1] = s end
 
 local q = files.q
 local H = hostile.HOST
@@ -134,6 +138,7 @@ local GROUPS = {
   apps = { call = "app_request", opts = { host = H, token = hostile.PAT } },
   wire = { call = "token", opts = { host = "${WS}", client_id = "${WS_CLIENT_ID}",
                                     client_secret = "${WS_SECRET}", ca_file = "${WS_CA}" } },
+  files = { call = "token", opts = { host = H, auth_type = "databricks-cli" } },
 }
 
 local DEFAULT_ANSWERS = {
@@ -196,11 +201,26 @@ local CALLS = {
   end,
 }
 
+-- A case's files and symlinks under HOME (spec/fixtures/hostile_files.lua).
+local function lay_out(case, home, vars)
+  for rel, v in pairs(case.files or {}) do
+    local path = home .. "/" .. rel
+    files.write(path, subst(type(v) == "table" and v.text or v, vars))
+    if type(v) == "table" and v.mode then assert(os.execute("chmod " .. v.mode .. " " .. q(path))) end
+  end
+  for rel, target in pairs(case.links or {}) do
+    local path = home .. "/" .. rel
+    assert(os.execute("mkdir -p " .. q(path:match("^(.*)/")) .. " && ln -s " .. q(subst(target, vars)) .. " "
+      .. q(path)))
+  end
+end
+
 local function run(case)
   dbxauth.clear_discovery_cache()
   local g = assert(GROUPS[case.group], "unknown group " .. tostring(case.group))
-  local home = files.home(case.file)
+  local home = case.home ~= false and files.home(case.file) or nil
   local vars = { HOME = home }
+  if home then lay_out(case, home, vars) end
   if ws then
     vars.WS, vars.WS_PAT, vars.WS_CA = ws.url, ws.creds.pat, ws.ca_file
     vars.WS_CLIENT_ID, vars.WS_SECRET = ws.creds.client_id, ws.creds.client_secret

@@ -350,7 +350,8 @@ describe("nginx", function()
       start_gateway()
       local before = wait_for("the background refresh", 5, function()
         local st = status(gw, { profile = "pat", app = "my-app" })
-        return st.valid and st
+        -- the other worker may read between the token's store and the count's increment
+        return st.valid and st.refreshes >= 1 and st
       end)
       for _ = 1, 5 do
         local res = get(gw.url .. "/pat/api/hello", { fresh = true })
@@ -452,6 +453,29 @@ describe("nginx", function()
       assert.equal("200", code)
       assert.is_true(tonumber(secs) >= 2, "the request waited for the token")
       ws:clear_faults()
+    end)
+
+    it("a worker killed while refreshing: another takes over within the lock's lease", function()
+      local opts = { profile = "pat", app = "my-app" }
+      local function fresh_status()
+        return json(get(gw.url .. "/t/status?opts=" .. url_encode(cjson.encode(opts)), { fresh = true }))
+      end
+      -- the token endpoint hangs: the first refresh (at start, in one worker's timer) stays in flight
+      ws:fault { path = "/oidc/v1/token", kind = "pass", delay = 60, count = -1 }
+      gw = ngw.start { ws = ws, env = { HOME = home }, init_worker = 'require("dbxauth.nginx").init' .. PAT,
+                       server = app_location("pat", "my-app", PAT) }
+      local refresher = wait_for("the refresh to start", 10, function() return fresh_status().refreshing end)
+      assert(os.execute(string.format("kill -KILL %d", refresher)))
+      ws:clear_faults()                               -- and the token endpoint recovers at once
+      -- before: no token until the dead worker's lock expired, 130 s later
+      local st = wait_for("a token from another worker", 15, function()
+        local s = fresh_status()
+        return s.valid and s
+      end)
+      assert.equal(1, st.refreshes)
+      local res = get(gw.url .. "/pat/api/hello", { fresh = true })
+      assert.equal(200, res.status, res.body)
+      assert.equal("user@example.com", json(res).user)
     end)
 
     it("gw.refresh from both workers at once: one token request, every caller sees the token", function()

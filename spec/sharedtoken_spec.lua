@@ -21,6 +21,12 @@ local function fake_dict(clock)
     return self:set(k, v, exptime)
   end
   function d:delete(k) items[k] = nil end
+  function d:expire(k, exptime)
+    local it = live(k)
+    if not it then return false, "not found" end
+    it.exp = exptime > 0 and clock.t + exptime or nil
+    return true
+  end
   function d:incr(k, by, init)
     local it = live(k)
     local v = (it and it.v or init) + by
@@ -30,9 +36,30 @@ local function fake_dict(clock)
   return d
 end
 
-local function worker(dict, clock, fetch, owner)
+local function worker(dict, clock, fetch, owner, timer)
   return sharedtoken.new { dict = dict, key = "k", owner = owner, now = function() return clock.t end,
-                           fetch = fetch, lock_timeout = 130, backoff_max = 30 }
+                           fetch = fetch, lock_timeout = 130, backoff_max = 30, timer = timer }
+end
+
+-- ngx.timer.at over the fake clock: timers fire, in order, when run_until moves the clock.
+local function fake_timers(clock)
+  local t = { pending = {} }
+  function t.at(delay, fn)
+    t.pending[#t.pending + 1] = { at = clock.t + delay, fn = fn }
+    return true
+  end
+  function t.run_until(time)
+    while true do
+      table.sort(t.pending, function(x, y) return x.at < y.at end)
+      local nxt = t.pending[1]
+      if not nxt or nxt.at > time then break end
+      table.remove(t.pending, 1)
+      clock.t = nxt.at
+      nxt.fn()
+    end
+    clock.t = time
+  end
+  return t
 end
 
 describe("sharedtoken", function()
@@ -116,7 +143,7 @@ describe("sharedtoken", function()
     assert.is_false(a:in_backoff(clock.t))
   end)
 
-  it("an expired lock frees the refresh of a worker that died holding it", function()
+  it("without a timer, the lock lives lock_timeout: then a dead holder's refresh is free again", function()
     local a, b = worker(dict, clock, fetch, 1), worker(dict, clock, fetch, 2)
     assert.is_true(a:lock())                      -- a dies here
     assert.is_false(b:lock())
@@ -124,6 +151,45 @@ describe("sharedtoken", function()
     assert.is_true(b:lock())
     assert(b:refresh_locked())
     assert.equal(1, fetches)
+  end)
+
+  it("a holder that dies stops renewing its lease: another worker refreshes within lock_lease", function()
+    local timers_a = fake_timers(clock)
+    local a = worker(dict, clock, fetch, 1, timers_a.at)
+    local b = worker(dict, clock, fetch, 2, fake_timers(clock).at)
+    assert.is_true(a:lock())
+    assert.equal(1, b:status().refreshing)
+    timers_a.run_until(clock.t + 2)               -- alive: renewed every second
+    assert.is_false(b:lock())
+    timers_a.pending = {}                         -- killed: its timers never fire
+    clock.t = clock.t + 3.1
+    assert.is_true(b:lock())
+    assert(b:refresh_locked())
+    assert.equal(1, fetches)
+    assert.is_nil(dict:get("k\0lock"))
+  end)
+
+  it("a live holder keeps its lease while its refresh runs, up to lock_timeout", function()
+    for _, with_expire in ipairs { true, false } do
+      clock.t = 1000
+      dict = fake_dict(clock)
+      if not with_expire then dict.expire = nil end     -- renewed by set
+      local timers_a = fake_timers(clock)
+      local a = worker(dict, clock, fetch, 1, timers_a.at)
+      local b = worker(dict, clock, fetch, 2)
+      assert.is_true(a:lock())
+      for t = 1001, 1120, 7 do                    -- a slow refresh: b never gets in
+        timers_a.run_until(t)
+        assert.is_false(b:lock(), "b took the lock at " .. t)
+      end
+      timers_a.run_until(1130)                    -- past lock_timeout: no more renewals
+      timers_a.run_until(1134)
+      assert.is_true(b:lock())
+      a:unlock()                                  -- a's late unlock leaves b's lease alone
+      assert.equal(2, b:status().refreshing)
+      b:unlock()
+      assert.is_false(b:status().refreshing)
+    end
   end)
 
   it("keeps tokens without expiry and re-reads them hourly", function()

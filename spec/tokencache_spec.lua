@@ -56,3 +56,31 @@ describe("tokencache layout", function()
     assert.is_nil(tokencache.get(path, "missing"))
   end)
 end)
+
+describe("tokencache files and lock", function()
+  local core = require "dbxauth.core"
+
+  it("has no path without a home directory, and drops a trailing slash of one", function()
+    for _, home in ipairs { false, "" } do
+      local p, err = tokencache.path(home or nil)
+      assert.is_nil(p)
+      assert.equal("token_cache", err.code)
+      assert.matches("$HOME is not defined", err.message, 1, true)
+    end
+    assert.equal("/h/.databricks/token-cache.json", tokencache.path("/h/"))
+  end)
+
+  it("runs fn under the lock, releases it when fn raises, and says when it is busy", function()
+    local path = files.tmpdir() .. "/.databricks/token-cache.json"
+    assert.same({ 1, "two" }, { tokencache.locked(path, function() return 1, "two" end) })
+    assert.has_error(function() tokencache.locked(path, function() error("boom") end) end, "boom")
+    local held = assert(core.lock(path .. ".lock", 0))   -- another holder (a second open file)
+    local res, err = tokencache.locked(path, function() return true end, { wait = 0 })
+    assert.is_nil(res)
+    assert.equal("token_cache", err.code)
+    assert.is_true(err.busy)
+    assert.matches("another dbxauth is using the token cache", err.hint)
+    held:unlock()
+    assert.is_true(tokencache.locked(path, function() return true end, { wait = 0 }))
+  end)
+end)

@@ -64,9 +64,11 @@ local ATTRIBUTES = {
   { name = "rate_limit", type = "int", env = { "DATABRICKS_RATE_LIMIT" }, internal = true },
   { name = "debug_truncate_bytes", type = "int", env = { "DATABRICKS_DEBUG_TRUNCATE_BYTES" }, internal = true },
   { name = "debug_headers", type = "bool", env = { "DATABRICKS_DEBUG_HEADERS" }, internal = true },
-  -- dbxauth extras (no env var): CA bundle for the curl transport, response size cap.
+  -- dbxauth extras (no env var): CA bundle for the curl transport, response size cap, the
+  -- bound on a `databricks auth token` subprocess.
   { name = "ca_file", internal = true },
   { name = "max_response_bytes", type = "int", internal = true },
+  { name = "databricks_cli_timeout_seconds", type = "int", internal = true },
 }
 
 local BY_NAME = {}

@@ -21,8 +21,10 @@
 --                           differ only in a secret.
 --   wait = 5                seconds a request waits for a token when there is no valid one
 --   backoff_max = 30        cap of the exponential backoff after a failed refresh (from 1 s)
---   lock_timeout = 130      lifetime of the refresh lock: longer than any token request
---                           (timeouts and retries included); frees it if a worker dies holding it
+--   lock_lease = 3          seconds the refresh lock outlives a worker that dies holding it; the
+--                           holder renews it (a timer every lease/3) while its refresh runs
+--   lock_timeout = 130      longest a refresh may keep renewing the lock: longer than any token
+--                           request (timeouts and retries included)
 --   ctx = { ... }           passed to dbxauth.config (env, home, clock)
 --
 -- How the token lives:
@@ -30,9 +32,12 @@
 --     it may be used, and the Authorization value. Every worker and every request reads it; no
 --     request ever fetches a token itself.
 --   * Refreshes run in timers, under a lock taken with dict:add(): exactly one token request per
---     refresh across all workers. gw.init runs a per-worker timer that refreshes when the token
---     enters its refresh-ahead window, the last min(TTL/2, 20 min) of its life (at least 40 s
---     for tokens that live 80 s or more), so requests never wait for the token endpoint.
+--     refresh across all workers. The lock is a short lease (lock_lease) that its holder renews
+--     while the refresh runs: a worker killed mid-refresh holds up the others for at most the
+--     lease, and waiting requests and the other workers' timers take the refresh over.
+--     gw.init runs a per-worker timer that refreshes when the token enters its refresh-ahead
+--     window, the last min(TTL/2, 20 min) of its life (at least 40 s for tokens that live 80 s
+--     or more), so requests never wait for the token endpoint.
 --     Without gw.init the first request that sees a due token starts the refresh in a timer.
 --   * A token is used until expiry - min(40 s, TTL/5). With no usable token a request starts a
 --     refresh (if none is running) and polls the dict for up to `wait` seconds.
@@ -58,12 +63,14 @@ local DEFAULT_DICT = "dbxauth"
 local DEFAULT_WAIT = 5
 local DEFAULT_BACKOFF_MAX = 30
 local DEFAULT_LOCK_TIMEOUT = 130
+local DEFAULT_LOCK_LEASE = 3
 local CHECK_INTERVAL = 1         -- background timer: longest sleep between checks
 local MIN_CHECK = 0.05           -- ... and shortest
 
 local OPTION_TYPES = {
   profile = "string", config = "table", app = "string", audience = "string", scopes = "table",
   dict = "string", key = "string", wait = "number", backoff_max = "number", lock_timeout = "number",
+  lock_lease = "number",
   ctx = "table",
 }
 
@@ -164,6 +171,14 @@ local function log_failure(t, err, entry, delay)
     format("; next attempt in %.1f s", delay))
 end
 
+-- Renews the refresh lock's lease (sharedtoken); a worker that is exiting stops renewing and
+-- its lease runs out.
+local function lease_timer(delay, fn)
+  return ngx.timer.at(delay, function(premature)
+    if not premature then fn() end
+  end)
+end
+
 local function target(o, fname)
   local dict_name = o.dict or DEFAULT_DICT
   local key = key_of(o)
@@ -181,6 +196,8 @@ local function target(o, fname)
     dict = dict, key = key, now = now, owner = ngx.worker.pid(),
     fetch = function() return fetch(t) end,
     lock_timeout = o.lock_timeout or DEFAULT_LOCK_TIMEOUT,
+    lock_lease = o.lock_lease or DEFAULT_LOCK_LEASE,
+    timer = lease_timer,
     backoff_max = o.backoff_max or DEFAULT_BACKOFF_MAX,
     log = function(err, entry, delay) log_failure(t, err, entry, delay) end,
   }
@@ -239,8 +256,9 @@ local function authorization(t)
       -- an attempt finished without a usable token
       if st:in_backoff(at) then return nil, st:failure() end
       gen = st.dict:get(st.k_gen)
-      refresh_async(st, at)
     end
+    -- the lock is free again (an attempt ended, or its holder died and the lease ran out): go on
+    refresh_async(st, at)
     if at >= deadline then return nil, 503, "timeout" end
   end
 end

@@ -267,6 +267,9 @@ function _M.save(path, name, entries)
     local new, eerr = _M.edit(text, name, entries)
     if not new then return eerr end
     if new == text then return nil end
+    -- temp copies a writer killed mid-write left (every writer holds this lock): profiles hold tokens
+    core.clean_temps(path, 0)
+    core.clean_temps(path .. ".bak", 0)
     local wok, code, msg
     if existed then
       wok, code, msg = core.write_atomic(path .. ".bak", text, MODE)

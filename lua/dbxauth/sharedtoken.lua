@@ -4,7 +4,8 @@
 -- tested) without nginx. dbxauth.nginx drives it from timers and request handlers.
 --
 --   local st = sharedtoken.new{ dict = d, key = "k", now = fn, fetch = fn -> token | nil, err,
---                               owner = pid, lock_timeout = 130, backoff_max = 30, log = fn }
+--                               owner = pid, lock_lease = 3, lock_timeout = 130, backoff_max = 30,
+--                               log = fn, timer = fn(delay, callback) -> ok, err }
 --   st:get()      -> { expiry, refresh_at, usable_until, header } | nil   (cheap: parsed once)
 --   st:usable(e, at), st:due(e, at)
 --   st:refresh()  -> entry | nil, err, fetched   lua-resty-lock's recipe, one attempt
@@ -13,6 +14,13 @@
 -- fetch -> set -> unlock. The second get matters: a worker that saw a due token and took the
 -- lock after another worker's refresh finished must use that token, not fetch another.
 -- Entries: "expiry refresh_at usable_until|<Authorization value>" (expiry 0: never expires).
+--
+-- The lock is a lease: the dict key lives lock_lease seconds (3) and the holder renews it every
+-- lease/3 through `timer` while its refresh runs, for at most lock_timeout seconds (130). A
+-- holder that dies (a killed nginx worker) stops renewing, so its lock is gone within the lease
+-- and another worker takes the refresh over; a long lock would leave every request without a
+-- token for the lock's whole lifetime. Renewal and release touch only the holder's own lease
+-- (its value is "<owner> <n>"). Without `timer` the lease is lock_timeout long, never renewed.
 local errors = require "dbxauth.errors"
 local headers = require "dbxauth.headers"
 local tokensource = require "dbxauth.tokensource"
@@ -37,6 +45,8 @@ function _M.new(o)
   return setmetatable({
     dict = o.dict, key = key, now = o.now, fetch = o.fetch, owner = o.owner or 1,
     lock_timeout = o.lock_timeout or 130, backoff_max = o.backoff_max or 30, log = o.log,
+    lock_lease = o.lock_lease or 3, timer = o.timer,
+    lease = nil, leases = 0,      -- our lock's value while we hold it, and how many we took
     k_tok = key .. "\0tok",
     k_lock = key .. "\0lock",
     k_next = key .. "\0next",     -- no attempt before this time (backoff after a failure)
@@ -105,14 +115,45 @@ function Shared:in_backoff(at)
   return next_at ~= nil and at < next_at
 end
 
--- true when this caller now holds the refresh lock. The lock expires by itself, so a worker
--- that dies holding it cannot wedge the refresh for longer than lock_timeout.
-function Shared:lock()
-  return self.dict:add(self.k_lock, self.owner, self.lock_timeout) and true or false
+-- Renew our lease while we hold it and it is not older than lock_timeout: true when renewed.
+function Shared:renew(lease)
+  if lease == nil or self.lease ~= lease or self.dict:get(self.k_lock) ~= lease then return false end
+  if self.now() - self.locked_at >= self.lock_timeout then return false end
+  local d = self.dict
+  if d.expire then
+    d:expire(self.k_lock, self.lock_lease)       -- extends the key only if it still exists
+  else
+    d:set(self.k_lock, lease, self.lock_lease)
+  end
+  return true
 end
 
+local function keep_alive(self, lease)
+  local interval = self.lock_lease / 3
+  local function tick()
+    -- not rescheduled (or not schedulable): the lease runs out by itself
+    if self:renew(lease) then self.timer(interval, tick) end
+  end
+  self.timer(interval, tick)
+end
+
+-- true when this caller now holds the refresh lock. The lock expires by itself, so a worker
+-- that dies holding it cannot wedge the refresh for longer than its lease (see the top).
+function Shared:lock()
+  local lease = tostring(self.owner) .. " " .. (self.leases + 1)
+  local ttl = self.timer and self.lock_lease or self.lock_timeout
+  if not self.dict:add(self.k_lock, lease, ttl) then return false end
+  self.leases = self.leases + 1
+  self.lease, self.locked_at = lease, self.now()
+  if self.timer then keep_alive(self, lease) end
+  return true
+end
+
+-- Releases our own lease (never one another worker took after ours ran out).
 function Shared:unlock()
-  self.dict:delete(self.k_lock)
+  local lease = self.lease
+  self.lease = nil
+  if lease ~= nil and self.dict:get(self.k_lock) == lease then self.dict:delete(self.k_lock) end
 end
 
 -- 503|502, code of the last failure
@@ -199,6 +240,12 @@ function Shared:refresh()
   return self:refresh_locked()
 end
 
+local function refreshing_owner(lease)
+  if lease == nil then return false end
+  local owner = tostring(lease):match("^(%S+)")
+  return tonumber(owner) or owner
+end
+
 function Shared:status()
   local d = self.dict
   local entry = self:get()
@@ -212,7 +259,7 @@ function Shared:status()
     attempts = d:get(self.k_attempts) or 0,
     failures = d:get(self.k_fails) or 0,
     next_attempt = d:get(self.k_next),
-    refreshing = d:get(self.k_lock) or false,   -- owner (pid) of the refresh now running
+    refreshing = refreshing_owner(d:get(self.k_lock)),   -- owner (pid) of the refresh now running
     last_error = d:get(self.k_err),
   }
 end

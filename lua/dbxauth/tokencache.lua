@@ -4,21 +4,48 @@
 --   { "version": 1, "tokens": { "<key>": { access_token, token_type, refresh_token,
 --                                          expiry (RFC 3339), expires_in } } }
 -- Other entries and unknown fields are kept. Writes replace the file atomically (temp file,
--- fsync, rename; 0600 in a 0700 directory) under an flock on a sibling .lock file, so
--- concurrent writers (processes, nginx workers) never lose an entry or leave broken JSON.
--- A file that cannot be parsed is reported, never overwritten.
+-- fsync, rename; 0600) under an flock on a sibling .lock file, so concurrent writers
+-- (processes, nginx workers) never lose an entry or leave broken JSON. A file that cannot be
+-- parsed is reported, never overwritten.
+--
+--   tokencache.path(home)                  ~/.databricks/token-cache.json | nil, err (no home)
+--   tokencache.read(path) / get(path, key) / lookup(path, keys)
+--   tokencache.locked(path, fn, {wait})    fn() with the lock held: what fn returns | nil, err
+--   tokencache.put_locked(path, keys, tok, now)   read-modify-write, the lock already held
+--   tokencache.put(path, keys, tok, now)   the same, taking the lock
+--
+-- Under the lock: the directory is made private first (created 0700; an existing one of
+-- ours set to 0700; one that others may write into and that is not ours is refused), the
+-- lock file is never a symlink (O_NOFOLLOW), and the temp files a writer killed between
+-- creating and renaming left behind are removed before the next write (every writer of
+-- this file holds the lock, so any found then is stale). Waiting for the lock blocks the
+-- thread outside nginx; inside nginx it yields (ngx.sleep) where the phase allows it, and
+-- elsewhere it is one attempt: nothing blocks a worker.
 local core = require "dbxauth.core"
 local cjson = require "cjson.safe"
 local errors = require "dbxauth.errors"
 
 local _M = {}
 
+local unpack = table.unpack or unpack
+local function pack(...) return { n = select("#", ...), ... } end
+
 local MAX_FILE = 16 * 1024 * 1024
-local LOCK_TIMEOUT_MS = 10000
+-- Longest wait for the lock: a holder may be refreshing the login, one token request with the
+-- token retry budget (60 s) plus a request in flight. A holder that dies releases it at once.
+local LOCK_WAIT = 120
+_M.LOCK_WAIT = LOCK_WAIT
 local ENTRY_ORDER = { "access_token", "token_type", "refresh_token", "expiry", "expires_in" }
 
+-- The cache's path under `home`; without a home directory there is none (never "/...").
 function _M.path(home)
-  return home .. "/.databricks/token-cache.json"
+  if type(home) ~= "string" or home == "" then
+    return nil, errors.new("token_cache", "cannot find homedir: $HOME is not defined, so there is no token "
+      .. "cache (~/.databricks/token-cache.json)", {
+      hint = "set HOME (in nginx: `env HOME;`), or pass the home directory: dbxauth.config(opts, { home = dir })",
+    })
+  end
+  return (home:gsub("/+$", "")) .. "/.databricks/token-cache.json"
 end
 
 ---------------------------------------------------------------------------------------------
@@ -148,7 +175,7 @@ function _M.read(path)
   return doc
 end
 
--- The entry for `key` as a token table, or nil.
+-- The entry for `key` as a token table, or nil (nil, err: the file cannot be read).
 function _M.get(path, key)
   local doc, err = _M.read(path)
   if not doc then return nil, err end
@@ -179,27 +206,82 @@ local function entry(old, tok, now)
   return e
 end
 
--- Store `tok` under every key in `keys` (the profile key and its host mirror).
-function _M.put(path, keys, tok, now)
+-- The entry of the first key in `keys` that has one | false (none) | nil, err.
+function _M.lookup(path, keys)
+  for _, key in ipairs(keys) do
+    local tok, err = _M.get(path, key)
+    if err then return nil, err end
+    if tok then return tok end
+  end
+  return false
+end
+
+-- ngx.sleep where waiting may yield (cosocket phases of nginx); false elsewhere in nginx (no
+-- wait at all); nil outside nginx (core.lock waits, blocking the thread).
+local function yielding_sleep()
+  local transport = require "dbxauth.transport"
+  if not transport.in_nginx() then return nil end
+  local n = rawget(_G, "ngx")
+  if require("dbxauth.transport.ngx").COSOCKET_PHASES[n.get_phase()] then return n.sleep end
+  return false
+end
+
+local function acquire(lock_path, wait)
+  local sleep = yielding_sleep()
+  if sleep == nil then return core.lock(lock_path, math.floor(wait * 1000)) end
+  local deadline = core.now() + (sleep and wait or 0)
+  local step = 0.002
+  while true do
+    local lock, code, msg = core.lock(lock_path, 0)
+    if lock or code ~= "timeout" or core.now() >= deadline then return lock, code, msg end
+    sleep(step)
+    step = math.min(step * 2, 0.05)
+  end
+end
+
+-- fn() with the cache's lock held, in its private directory (see the top). Returns what fn
+-- returns, or nil, err when the lock cannot be had (err.busy: another process held it for
+-- opts.wait seconds, LOCK_WAIT by default; 0 = one attempt). fn may raise: the lock is
+-- released on every path.
+function _M.locked(path, fn, opts)
+  local wait = opts and opts.wait or LOCK_WAIT
   local dir = path:match("^(.*)/[^/]+$")
-  local ok, code, msg = core.mkdir(dir, tonumber("700", 8))
-  if not ok then return nil, file_error(path, msg or code) end
+  local ok, code, msg = core.private_dir(dir)
+  if not ok then
+    return nil, file_error(path, msg or code, code == "insecure" and {
+      hint = "others could replace the tokens there; make the directory yours and private: chmod 700 " .. dir,
+    } or nil)
+  end
   local lock
-  lock, code, msg = core.lock(path .. ".lock", LOCK_TIMEOUT_MS)
-  if not lock then return nil, file_error(path, "cannot lock: " .. tostring(msg or code)) end
-  -- Whatever happens in between, the lock is released before returning or raising.
-  local done, err = pcall(function()
-    local doc, rerr = _M.read(path)
-    if not doc then return rerr end
-    for _, key in ipairs(keys) do doc.tokens[key] = entry(doc.tokens[key], tok, now) end
-    local wok, wcode, wmsg = core.write_atomic(path, _M.encode(doc), tonumber("600", 8))
-    if not wok then return file_error(path, wmsg or wcode) end
-    return nil
-  end)
+  lock, code, msg = acquire(path .. ".lock", wait)
+  if not lock then
+    if code == "timeout" then
+      return nil, file_error(path, "cannot lock: another process has held " .. path .. ".lock for "
+        .. wait .. " s", { busy = true,
+          hint = "another dbxauth is using the token cache (a login or a refresh); try again" })
+    end
+    return nil, file_error(path, "cannot lock: " .. tostring(msg or code))
+  end
+  local res = pack(pcall(fn))
   lock:unlock()
-  if not done then error(err, 0) end
-  if err then return nil, err end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+-- Store `tok` under every key in `keys` (the profile key and its host mirror); the lock is held.
+function _M.put_locked(path, keys, tok, now)
+  local doc, rerr = _M.read(path)
+  if not doc then return nil, rerr end
+  for _, key in ipairs(keys) do doc.tokens[key] = entry(doc.tokens[key], tok, now) end
+  core.clean_temps(path, 0)   -- best effort: a failure here shows in the write below
+  local ok, code, msg = core.write_atomic(path, _M.encode(doc), tonumber("600", 8))
+  if not ok then return nil, file_error(path, msg or code) end
   return true
+end
+
+-- The same, taking the lock.
+function _M.put(path, keys, tok, now)
+  return _M.locked(path, function() return _M.put_locked(path, keys, tok, now) end)
 end
 
 return _M

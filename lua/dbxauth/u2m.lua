@@ -38,8 +38,9 @@ function _M.cache_keys(ctx)
   return keys
 end
 
+-- path | nil, err (no home directory)
 function _M.cache_path(ctx)
-  return tokencache.path(ctx.home or "")
+  return tokencache.path(ctx.home)
 end
 
 local function client(ctx)
@@ -103,41 +104,72 @@ end
 local function store(ctx, tok, extra_keys)
   local keys = _M.cache_keys(ctx)
   for _, k in ipairs(extra_keys or {}) do keys[#keys + 1] = k end
-  local ok, err = tokencache.put(_M.cache_path(ctx), keys, tok, ctx.now())
+  local path, err = _M.cache_path(ctx)
+  if not path then return nil, err end
+  local ok
+  ok, err = tokencache.put(path, keys, tok, ctx.now())
   if not ok then return nil, err end
+  return tok
+end
+
+-- Why a cached token needs a refresh: "expired" (a refresh must succeed), "soon" (the CLI's
+-- rule: less than 5 minutes left; on failure the token is still good), or nil.
+local function refresh_need(tok, now)
+  if not tokensource.fresh(tok, now) then return "expired" end
+  if tok.expiry and tok.refresh_token and tok.expiry - now < tokensource.CLI_REFRESH_AHEAD then return "soon" end
+  return nil
+end
+
+-- With the cache locked: the entry as it is now, refreshed if it still needs it.
+local function refresh_locked(ctx, path, keys, seen, need, now)
+  local cur, err = tokencache.lookup(path, keys)
+  if not cur then return cur, err end
+  -- Another process refreshed while we waited for the lock (also what a forced refresh wants).
+  if cur.access_token ~= seen.access_token and not refresh_need(cur, now) then return cur end
+  if need ~= "force" then
+    need = refresh_need(cur, now)
+    if not need then return cur end
+  end
+  if not cur.refresh_token then
+    if need ~= "expired" then return cur end
+    return nil, errors.new("unauthenticated", "cached token has no refresh token", {
+      hint = "log in again: " .. _M.login_command(ctx) .. " (or dbxauth login)",
+    })
+  end
+  local tok
+  tok, err = _M.refresh(ctx, cur.refresh_token)
+  if not tok then
+    if need == "soon" then return cur end     -- like the CLI: keep the still-valid token
+    return nil, err
+  end
+  local ok, werr = tokencache.put_locked(path, _M.cache_keys(ctx), tok, now)
+  if not ok then return nil, werr end
   return tok
 end
 
 -- The cached token for this configuration: a valid one as it is, an expired one refreshed
 -- (and written back). Returns token | nil, err | false (no usable entry).
 -- opts.force_refresh: refresh even when the cached token is still valid.
+--
+-- Refreshes happen under the cache's lock, after reading the cache again: of N processes that
+-- find the login due at once, one sends the refresh grant and the others use its token. That
+-- matters twice over with refresh tokens that rotate: the others would otherwise spend a
+-- refresh token the server no longer accepts, and overwrite the winner's with an error.
+-- A refresh ahead of expiry does not wait for a busy lock; an expired token waits for it.
 function _M.cached_token(ctx, opts)
-  local path = _M.cache_path(ctx)
+  local path, err = _M.cache_path(ctx)
+  if not path then return nil, err end
   local keys = _M.cache_keys(ctx)
-  local tok, err
-  for _, key in ipairs(keys) do
-    tok, err = tokencache.get(path, key)
-    if err then return nil, err end
-    if tok then break end
-  end
-  if not tok then return false end
+  local tok
+  tok, err = tokencache.lookup(path, keys)
+  if not tok then return tok, err end
   local now = ctx.now()
-  if tokensource.fresh(tok, now) and not (opts and opts.force_refresh) then
-    -- Like the CLI: refresh when less than 5 minutes are left, keeping the token if that fails.
-    if tok.expiry and tok.refresh_token and tok.expiry - now < tokensource.CLI_REFRESH_AHEAD then
-      local refreshed = _M.refresh(ctx, tok.refresh_token)
-      if refreshed then return store(ctx, refreshed) end
-    end
-    return tok
-  end
-  if not tok.refresh_token then
-    return nil, errors.new("unauthenticated", "cached token has no refresh token", {
-      hint = "log in again: " .. _M.login_command(ctx) .. " (or dbxauth login)",
-    })
-  end
-  tok, err = _M.refresh(ctx, tok.refresh_token)
-  if not tok then return nil, err end
-  return store(ctx, tok)
+  local need = (opts and opts.force_refresh) and "force" or refresh_need(tok, now)
+  if not need then return tok end
+  local res, rerr = tokencache.locked(path, function() return refresh_locked(ctx, path, keys, tok, need, now) end,
+    need == "soon" and { wait = 0 } or nil)
+  if res == nil and need == "soon" then return tok end   -- e.g. the lock is busy: refreshing already
+  return res, rerr
 end
 
 ---------------------------------------------------------------------------------------------
@@ -254,7 +286,10 @@ end
 
 function _M.login(ctx, opts)
   opts = opts or {}
-  local ep, err = ctx.endpoints()
+  local _, err = _M.cache_path(ctx)   -- nowhere to keep the tokens: fail before the browser opens
+  if err then return nil, err end
+  local ep
+  ep, err = ctx.endpoints()
   if not ep then return nil, err end
   if not ep.authorization_endpoint then
     return fail("oauth", "the OIDC configuration of " .. tostring(ctx.get("host")) .. " has no authorization endpoint")

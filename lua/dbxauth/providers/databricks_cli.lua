@@ -5,6 +5,14 @@
 -- covers its default keyring storage. The token source keeps the token until it nears expiry,
 -- so the CLI runs at most once per token lifetime.
 --
+-- `--force-refresh` (CLI >= 0.296.0) is passed only when the caller forces a refresh
+-- (cfg:token{ force_refresh = true }, a 401 retry): otherwise the CLI answers from its own
+-- cache and refreshes when less than 5 minutes are left, as it does for every other client,
+-- instead of spending a refresh grant on every call. The subprocess is bounded by
+-- databricks_cli_timeout_seconds (default 60 s, the Go SDK's budget for a token request):
+-- past it GNU timeout stops it (TERM, then KILL 5 s later) and the error says so. Without a
+-- `timeout` (or `gtimeout`) executable on PATH the CLI runs unbounded.
+--
 -- Applies when `host` is set and there is a cache entry for the configuration's keys or a CLI
 -- executable (or auth_type names this provider, so that "CLI not found" is the answer). In the
 -- default chain a legacy CLI means "does not apply"; with auth_type set it is an error. A CLI
@@ -24,6 +32,8 @@ local MIN_SIZE = 1024 * 1024            -- the Go CLI; the legacy Python CLI is 
 local PROFILE_SINCE = { 0, 207, 1 }     -- `auth token --profile`
 local FORCE_REFRESH_SINCE = { 0, 296, 0 }
 local VERSION_TIMEOUT = 5
+local CLI_TIMEOUT = 60                  -- seconds; databricks_cli_timeout_seconds overrides it
+local KILL_AFTER = 5                    -- seconds between TERM and KILL
 
 local SCOPES_MESSAGE = "custom scopes are not supported with databricks-cli auth; scopes are determined by "
   .. "what was last used when logging in with `databricks auth login`"
@@ -105,6 +115,28 @@ local function run(cmd)
   return body or out, err, tonumber(rc)
 end
 
+-- GNU timeout (coreutils; Homebrew installs it as gtimeout), looked up once per process on the
+-- PATH the shell of io.popen uses. nil when there is none.
+local timeout_tool
+local function find_timeout()
+  if timeout_tool == nil then
+    timeout_tool = false
+    for _, name in ipairs { "timeout", "gtimeout" } do
+      local found = search_path(name, os.getenv("PATH"))
+        or (is_executable("/usr/bin/" .. name) and "/usr/bin/" .. name)
+      if found then timeout_tool = found; break end
+    end
+  end
+  return timeout_tool or nil
+end
+
+-- The shell words that bound what follows them to `secs` seconds ("" without a timeout tool).
+local function bounded(secs)
+  local tool = find_timeout()
+  if not tool then return "" end
+  return q(tool) .. " -k " .. KILL_AFTER .. " " .. secs .. " "
+end
+
 -- Environment the CLI must share with this configuration: its home (token cache, default
 -- config file) and the config file it was resolved from.
 local function env_prefix(ctx)
@@ -140,44 +172,64 @@ local function version(ctx, path)
   local now = ctx.now()
   local v = versions:get(key, now)
   if v == nil then
-    local out, _, rc = run(env_prefix(ctx) .. "timeout " .. VERSION_TIMEOUT .. " " .. q(path) .. " version")
+    local out, _, rc = run(env_prefix(ctx) .. bounded(VERSION_TIMEOUT) .. q(path) .. " version")
     v = rc == 0 and parse_version(out) or false
     versions:set(key, v, now)
   end
   return v or nil
 end
 
--- The `auth token` arguments (§8.4 step 3, case 61).
-local function token_args(ctx, v)
-  local args = { "auth", "token" }
+-- The `auth token` arguments (§8.4 step 3, case 61); --force-refresh only when forced.
+-- Returns them quoted for the shell, and as the command line a message may show.
+local function token_args(ctx, v, force)
+  local words = { "auth", "token" }
+  local function add(...)
+    for _, w in ipairs { ... } do words[#words + 1] = w end
+  end
   local profile, host = ctx.get("profile"), ctx.get("host")
   if profile and at_least(v, PROFILE_SINCE) then
-    args[#args + 1] = "--profile " .. q(profile)
+    add("--profile", profile)
   else
     if not host then
       return fail("config", "cannot configure CLI token source: neither profile nor host is configured: "
         .. "host is not set")
     end
-    args[#args + 1] = "--host " .. q(host)
-    if ctx.is_account() and ctx.get("account_id") then
-      args[#args + 1] = "--account-id " .. q(ctx.get("account_id"))
-    end
+    add("--host", host)
+    if ctx.is_account() and ctx.get("account_id") then add("--account-id", ctx.get("account_id")) end
   end
-  if at_least(v, FORCE_REFRESH_SINCE) then args[#args + 1] = "--force-refresh" end
-  return table.concat(args, " ")
+  if force and at_least(v, FORCE_REFRESH_SINCE) then add("--force-refresh") end
+  local quoted = {}
+  for i, w in ipairs(words) do quoted[i] = w:find("^[%w%-]+$") and w or q(w) end
+  return table.concat(quoted, " "), table.concat(words, " ")
 end
 
 local function not_configured(text)
   return text:find("databricks OAuth is not", 1, true) ~= nil
 end
 
+local function cli_timeout(ctx)
+  local secs = ctx.get("databricks_cli_timeout_seconds")
+  if type(secs) ~= "number" or secs <= 0 then return CLI_TIMEOUT end
+  return secs
+end
+
 -- token | nil, err | false (the CLI says OAuth is not configured for this host).
-local function cli_token(ctx, path, v)
-  local args, aerr = token_args(ctx, v)
-  if not args then return nil, aerr end
-  local out, err, rc = run(env_prefix(ctx) .. q(path) .. " " .. args)
+local function cli_token(ctx, path, v, force)
+  local args, shown = token_args(ctx, v, force)
+  if not args then return nil, shown end
+  local secs = cli_timeout(ctx)
+  local t0 = core.now()
+  local out, err, rc = run(env_prefix(ctx) .. bounded(secs) .. q(path) .. " " .. args)
   if not rc then
     return fail("databricks_cli", "cannot get access token: could not start " .. path)
+  end
+  -- GNU timeout exits 124 after TERM, 128 + 9 when it had to KILL
+  if (rc == 124 or rc == 137) and core.now() - t0 >= secs - 0.5 then
+    return fail("timeout", "cannot get access token: `" .. path .. " " .. shown .. "` did not finish within "
+      .. secs .. " s and was stopped", {
+      hint = "run that command in a terminal to see what it waits for (the network, a keyring prompt); "
+        .. "if it is only slow, raise databricks_cli_timeout_seconds",
+    })
   end
   if rc ~= 0 then
     if not_configured(err) or not_configured(out) then return false end
@@ -222,10 +274,7 @@ end
 
 local function has_cache_entry(ctx)
   local path = u2m.cache_path(ctx)
-  for _, key in ipairs(u2m.cache_keys(ctx)) do
-    if tokencache.get(path, key) then return true end
-  end
-  return false
+  return path ~= nil and tokencache.lookup(path, u2m.cache_keys(ctx)) and true or false
 end
 
 -- token | nil, err | false. The cache first; the CLI when the cache has nothing (or fails: the
@@ -239,14 +288,13 @@ local function fetch_token(ctx, cli, force)
     return nil, cli.err
   end
   local v = version(ctx, cli.path)
-  -- A CLI without --force-refresh hands back its own cached token until that has less than
-  -- 5 minutes left: asking it earlier (refresh-ahead) would only start processes for nothing.
+  -- Unless forced, the CLI hands back its own cached token until that has less than 5 minutes
+  -- left: asking it earlier (refresh-ahead) would only start processes for nothing.
   local last = cli.last
-  if not force and last and last.expiry and not at_least(v, FORCE_REFRESH_SINCE)
-    and ctx.now() < last.expiry - tokensource.CLI_REFRESH_AHEAD then
+  if not force and last and last.expiry and ctx.now() < last.expiry - tokensource.CLI_REFRESH_AHEAD then
     return last
   end
-  tok, err = cli_token(ctx, cli.path, v)
+  tok, err = cli_token(ctx, cli.path, v, force)
   if tok then cli.last = tok end
   if tok == false and cache_err then return nil, cache_err end
   return tok, err
