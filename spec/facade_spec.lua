@@ -68,3 +68,24 @@ describe("the facade", function()
   end)
 
 end)
+
+describe("the README's troubleshooting table", function()
+  -- codes that are reasons (err.reason) or internal placeholders, not err.code values
+  local NOT_CODES = { resolve = true, recv = true, connect = true, send = true, error = true }
+
+  it("has a row for every error code the library creates", function()
+    local readme = assert(files.read("README.md"))
+    local documented = {}
+    for row in readme:gmatch("\n| (`[^\n]-)|") do
+      for code in row:gmatch("`([%w_]+)`") do documented[code] = true end
+    end
+    local missing = {}
+    local p = io.popen("grep -rhoE 'errors\\.new\\(\"[a-z_]+\"|fail\\(\"[a-z_]+\"' lua")
+    for line in p:lines() do
+      local code = line:match('"([a-z_]+)"')
+      if not NOT_CODES[code] and not documented[code] then missing[code] = true end
+    end
+    p:close()
+    assert.same({}, missing)
+  end)
+end)
