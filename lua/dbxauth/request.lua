@@ -150,7 +150,11 @@ function _M.api(s, r)
   local v = s.values
   local extra
   if v.workspace_id and not s:is_account() then
-    extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
+    extra = s.workspace_header
+    if not extra or extra["X-Databricks-Workspace-Id"] ~= v.workspace_id then
+      extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
+      s.workspace_header = extra
+    end
   end
   local res
   res, err = _M.call(s, v.host, r, auth.Authorization, extra)

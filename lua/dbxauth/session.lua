@@ -60,7 +60,8 @@ function _M.new(state, env)
     version = env.version,
     transport = env.transport,
     creds = nil, trying = nil, ua = nil,
-    metadata = nil, metadata_done = false, host_type = nil,
+    metadata = nil, metadata_done = false, host_type = nil, account = nil,
+    policies = { api = {}, token = {} },
     apps = cache.new(APP_TTL),
     exchanges = {},
   }, Session)
@@ -97,8 +98,14 @@ function Session:now()
   return self:get_transport():now()
 end
 
+-- Kept: it changes only when host metadata arrives (ensure_metadata forgets it then).
 function Session:is_account()
-  return config.host_type(self.state, self.host_type) == "account"
+  local a = self.account
+  if a == nil then
+    a = config.host_type(self.state, self.host_type) == "account"
+    self.account = a
+  end
+  return a
 end
 
 function Session:scopes()
@@ -110,10 +117,17 @@ function Session:timeout(override)
 end
 
 -- { kind = "api"|"token", budget, now } for http.send
+-- One table per (kind, retry): the attributes it comes from never change.
 function Session:retry_policy(kind, retry)
+  local slot = retry == nil and 1 or (retry and 2 or 3)
+  local by_kind = self.policies[kind]
+  local p = by_kind[slot]
+  if p then return p end
   local budget = self.values.retry_timeout_seconds or DEFAULT_RETRY_BUDGET
   if kind == "token" then budget = math.min(budget, TOKEN_RETRY_BUDGET) end
-  return { kind = kind, retry = retry, budget = budget, now = self.clock }
+  p = { kind = kind, retry = retry, budget = budget, now = self.clock }
+  by_kind[slot] = p
+  return p
 end
 
 function Session:user_agent()
@@ -194,7 +208,7 @@ function Session:ensure_metadata()
   if not md then return true end
   self.metadata = md
   discovery.apply(self.state, md)
-  if md.host_type then self.host_type = md.host_type:lower() end
+  if md.host_type then self.host_type, self.account = md.host_type:lower(), nil end
   return true
 end
 
