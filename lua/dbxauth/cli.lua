@@ -51,7 +51,9 @@ Log in to a Databricks workspace or account in the browser (OAuth U2M with PKCE,
 client `databricks-cli`), store the tokens in ~/.databricks/token-cache.json and save the
 profile in ~/.databrickscfg (or $DATABRICKS_CONFIG_FILE) with auth_type = databricks-cli.
 The browser is opened with $BROWSER (%s = the URL), xdg-open or open, and the URL is printed on
-stderr (to open it elsewhere). Prints {"profile": ..., "host": ...} on stdout.
+stderr (to open it elsewhere). The redirect comes back to http://localhost:8020 (the only one the
+databricks-cli client accepts; $DATABRICKS_OAUTH_CALLBACK_PORT for an OAuth app of your own);
+press Ctrl-C to cancel. Prints {"profile": ..., "host": ...} on stdout.
 
 Flags:
   --host URL          workspace or account console URL (default: the profile's host)
@@ -284,7 +286,7 @@ function COMMANDS.login.run(ctx, opts, pos)
   name = name or default_profile_name(cfg.host, account_id)
   -- The login is cached under the host key and under the profile name, which is what the CLI
   -- and the databricks-cli auth type look up first.
-  local tok, lerr = cfg:login { timeout = timeout, print_url = true, cache_keys = { name } }
+  local tok, lerr = cfg:login { timeout = timeout, print_url = true, cache_keys = { name }, stderr = ctx.stderr }
   if not tok then return nil, lerr end
   local entries = { { "host", cfg.host } }
   if account_id and cfg:is_account() then entries[#entries + 1] = { "account_id", account_id } end
