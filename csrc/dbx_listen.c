@@ -33,7 +33,8 @@ const char *dbx_listen_code_name(dbx_listen_code c) {
 
 typedef struct dbx_conn {
   int       fd;          /* -1: free slot */
-  long long deadline;    /* monotonic ms */
+  long long accepted;    /* monotonic ms */
+  long long deadline;    /* monotonic ms: accepted + DBX_LISTEN_SLOW_MS */
   size_t    len;
   char     *buf;         /* DBX_LISTEN_MAX_HEAD bytes, kept for the slot's next connection */
 } dbx_conn;
@@ -83,7 +84,8 @@ static const char *reason(int status) {
   }
 }
 
-/* Sends all of p within the deadline. 0, or -1 with errno (ETIMEDOUT on the deadline). */
+/* Sends all of p within the deadline (0: no waiting at all). 0, or -1 with errno
+ * (ETIMEDOUT on the deadline). */
 static int send_all(int fd, const char *p, size_t n, long long deadline, int more) {
   int flags = MSG_NOSIGNAL;
 #ifdef MSG_MORE
@@ -157,11 +159,18 @@ static void conn_close(dbx_conn *c) {
   c->len = 0;
 }
 
+/* An error answer to a client we are done with: one attempt, never a wait (a client
+ * that does not read must not hold up the others), then close. */
 static void conn_error(dbx_conn *c, int status, const char *text) {
   static const char plain[] = "text/plain; charset=utf-8";
-  (void)send_response(c->fd, status, plain, sizeof plain - 1, text, strlen(text),
-                      mono_ms() + DBX_LISTEN_SLOW_MS);
+  (void)send_response(c->fd, status, plain, sizeof plain - 1, text, strlen(text), 0);
   conn_close(c);
+}
+
+/* A connection that is done for without a complete head: 408 when it sent something. */
+static void conn_drop(dbx_conn *c) {
+  if (c->len > 0) conn_error(c, 408, "Request timeout.\n");
+  else conn_close(c);              /* an idle speculative connection */
 }
 
 /* ---- binding ---- */
@@ -287,13 +296,37 @@ const char *dbx_listen_message(const dbx_listener *l) { return l->msg; }
 
 /* ---- waiting ---- */
 
+/* The oldest open connection other than the one owed a response, or NULL. */
+static dbx_conn *oldest_conn(dbx_listener *l) {
+  dbx_conn *o = NULL;
+  int i;
+  for (i = 0; i < DBX_LISTEN_MAX_CONNS; i++) {
+    dbx_conn *c = &l->conns[i];
+    if (c->fd >= 0 && i != l->pending && (o == NULL || c->accepted < o->accepted)) o = c;
+  }
+  return o;
+}
+
+/* A slot for a new connection: a free one, else the oldest connection's once it has had
+ * its grace time (it is dropped), else NULL. */
+static dbx_conn *slot_for_new(dbx_listener *l, long long now) {
+  dbx_conn *c;
+  size_t i;
+  for (i = 0; i < DBX_LISTEN_MAX_CONNS; i++)
+    if (l->conns[i].fd < 0) return &l->conns[i];
+  c = oldest_conn(l);
+  if (c == NULL || now - c->accepted < DBX_LISTEN_GRACE_MS) return NULL;
+  conn_drop(c);
+  return c;
+}
+
 static void accept_all(dbx_listener *l, int lfd, long long now) {
   for (;;) {
-    dbx_conn *c = NULL;
-    size_t i;
+    dbx_conn *c;
     int fd;
-    for (i = 0; i < DBX_LISTEN_MAX_CONNS; i++)
-      if (l->conns[i].fd < 0) { c = &l->conns[i]; break; }
+    /* a connection accepted in this round is in its grace time: at most one round of
+     * new connections replaces the old ones, and each gets read before it can go */
+    c = slot_for_new(l, now);
     if (c == NULL) return;            /* the rest waits in the backlog */
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
@@ -307,6 +340,7 @@ static void accept_all(dbx_listener *l, int lfd, long long now) {
     }
     c->fd = fd;
     c->len = 0;
+    c->accepted = now;
     c->deadline = now + DBX_LISTEN_SLOW_MS;
   }
 }
@@ -369,12 +403,12 @@ dbx_listen_code dbx_listen_wait(dbx_listener *l, long timeout_ms, dbx_req *req) 
     int who[2 + DBX_LISTEN_MAX_CONNS];   /* -1: fd4, -2: fd6, else connection index */
     int nfd = 0, i, free_slot = 0, r;
     long long wake = deadline;
+    dbx_conn *oldest;
     for (i = 0; i < DBX_LISTEN_MAX_CONNS; i++) {
       dbx_conn *c = &l->conns[i];
       if (c->fd < 0) { free_slot = 1; continue; }
       if (now >= c->deadline) {
-        if (c->len > 0) conn_error(c, 408, "Request timeout.\n");
-        else conn_close(c);       /* an idle speculative connection */
+        conn_drop(c);
         free_slot = 1;
         continue;
       }
@@ -382,6 +416,11 @@ dbx_listen_code dbx_listen_wait(dbx_listener *l, long timeout_ms, dbx_req *req) 
       pfd[nfd].fd = c->fd;
       pfd[nfd].events = POLLIN;
       who[nfd++] = i;
+    }
+    /* all slots taken: a new connection may replace the oldest once its grace is over */
+    if (!free_slot && (oldest = oldest_conn(l)) != NULL) {
+      if (now - oldest->accepted >= DBX_LISTEN_GRACE_MS) free_slot = 1;
+      else if (oldest->accepted + DBX_LISTEN_GRACE_MS < wake) wake = oldest->accepted + DBX_LISTEN_GRACE_MS;
     }
     if (free_slot && now < l->accept_pause) {
       if (l->accept_pause < wake) wake = l->accept_pause;
@@ -392,7 +431,10 @@ dbx_listen_code dbx_listen_wait(dbx_listener *l, long timeout_ms, dbx_req *req) 
     for (i = 0; i < nfd; i++) pfd[i].revents = 0;
     r = poll(pfd, (nfds_t)nfd, poll_ms(wake, now));
     if (r < 0) {
-      if (errno == EINTR) { now = mono_ms(); continue; }
+      if (errno == EINTR) {
+        snprintf(l->msg, sizeof l->msg, "interrupted by a signal");
+        return DBX_LISTEN_INTERRUPTED;
+      }
       snprintf(l->msg, sizeof l->msg, "poll: %s", strerror(errno));
       return DBX_LISTEN_IO;
     }

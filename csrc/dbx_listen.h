@@ -10,8 +10,13 @@
  * wait() reads up to DBX_LISTEN_MAX_CONNS connections at once and returns the
  * first complete request head; the others stay with the listener for the next
  * wait(). A connection that sends no complete head within DBX_LISTEN_SLOW_MS of
- * being accepted is dropped (408 when it had sent anything). Request heads are
- * parsed by dbx_req. */
+ * being accepted is dropped (408 when it had sent anything). When every slot is
+ * taken and another connection waits, the oldest one that has had at least
+ * DBX_LISTEN_GRACE_MS is dropped to make room: idle or slow clients, however
+ * many, delay a new connection by about DBX_LISTEN_GRACE_MS, not by the read
+ * deadline. Error answers to such clients are written without waiting (they are
+ * small; a client that does not take them loses them). Request heads are parsed
+ * by dbx_req. */
 #ifndef DBX_LISTEN_H
 #define DBX_LISTEN_H
 
@@ -21,8 +26,9 @@
 
 #define DBX_LISTEN_MAX_HEAD   8192   /* request line + headers + empty line */
 #define DBX_LISTEN_SLOW_MS    5000   /* per connection: to send the head, and to take the response */
-#define DBX_LISTEN_MAX_CONNS  8      /* connections being read at once */
-#define DBX_LISTEN_BACKLOG    16
+#define DBX_LISTEN_GRACE_MS   200    /* a connection's time before it may be dropped for a newer one */
+#define DBX_LISTEN_MAX_CONNS  32     /* connections being read at once */
+#define DBX_LISTEN_BACKLOG    64
 #define DBX_LISTEN_MAX_CTYPE  256
 
 /* Failure classes; the string is what Lua sees as the error code. */
@@ -33,6 +39,7 @@
   X(DBX_LISTEN_TIMEOUT,     "timeout")              \
   X(DBX_LISTEN_BAD_REQUEST, "bad_request")          \
   X(DBX_LISTEN_IO,          "io")                   \
+  X(DBX_LISTEN_INTERRUPTED, "interrupted")          \
   X(DBX_LISTEN_NOMEM,       "nomem")
 
 #define DBX_LISTEN_AS_ENUM(id, name) id,
@@ -66,8 +73,10 @@ const char *dbx_listen_message(const dbx_listener *l);
  * and closed first. DBX_LISTEN_OK: *req points into the listener and stays valid
  * until the next wait, respond or free; the connection stays open until respond.
  * DBX_LISTEN_BAD_REQUEST: malformed, oversized (431) or not GET; that connection
- * got an error response and is closed. DBX_LISTEN_TIMEOUT, or DBX_LISTEN_IO when
- * poll itself fails. */
+ * got an error response and is closed. DBX_LISTEN_TIMEOUT; DBX_LISTEN_INTERRUPTED
+ * when a signal interrupted the wait (EINTR: the caller's signal handling, such as
+ * lua.c's for Ctrl-C, gets to run; waiting again continues with every connection
+ * kept); DBX_LISTEN_IO when poll itself fails. */
 dbx_listen_code dbx_listen_wait(dbx_listener *l, long timeout_ms, dbx_req *req);
 
 /* Writes a complete HTTP/1.1 response to the pending request (Connection: close,

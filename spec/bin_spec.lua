@@ -369,9 +369,20 @@ describe("dbxauth login (fake workspace)", function()
   teardown(function() if ws then ws:stop() end end)
   before_each(function() ws:reset() end)
 
-  local function env()
-    return { SSL_CERT_FILE = ws.ca_file,
-             BROWSER = "curl -s -L --max-time 20 --cacert " .. q(ws.ca_file) .. " -o /dev/null %s" }
+  -- An ephemeral port that was free a moment ago: logins listen there (other runs of these
+  -- specs on this machine may hold 8020), except where 8020 is the point.
+  local function free_port()
+    local l = assert(core.listen { ports = { 0 } })
+    local p = l:port()
+    l:close()
+    return tostring(p)
+  end
+
+  local function env(extra)
+    local e = { SSL_CERT_FILE = ws.ca_file, DATABRICKS_OAUTH_CALLBACK_PORT = free_port(),
+                BROWSER = "curl -s -L --max-time 20 --cacert " .. q(ws.ca_file) .. " -o /dev/null %s" }
+    for k, v in pairs(extra or {}) do e[k] = v or nil end
+    return e
   end
 
   local EXISTING = table.concat({
@@ -474,10 +485,12 @@ describe("dbxauth login (fake workspace)", function()
 
   it("fails cleanly when the login does not complete", function()
     local home = files.tmpdir()
-    local r = failed(run(home, { "login", "--host", ws.url, "--timeout", "1" },
-      { SSL_CERT_FILE = ws.ca_file, BROWSER = "true %s" }))
+    local e = env { BROWSER = "true %s" }
+    local r = failed(run(home, { "login", "--host", ws.url, "--timeout", "1" }, e))
     assert.matches("^Please continue the authentication process in your browser:\nhttps://[^\n]+\n"
-      .. "Error: no browser login arrived in time\n$", r.err)
+      .. "Waiting up to 1 s for the browser to come back to http://localhost:" .. e.DATABRICKS_OAUTH_CALLBACK_PORT
+      .. " %(press Ctrl%-C to cancel%)\n"
+      .. "Error: no browser login arrived in time %(waited 1 s%)\nhint: [^\n]*dbxauth login %-%-timeout 10m\n$", r.err)
     assert.is_nil(files.read(home .. "/.databrickscfg"))
     ws:set { authorize_error = "access_denied", authorize_error_description = "the user said no" }
     r = failed(run(home, { "login", "--host", ws.url }, env()))
@@ -491,9 +504,61 @@ describe("dbxauth login (fake workspace)", function()
   it("prints the URL on stderr (for a browser on another machine)", function()
     local home = files.tmpdir()
     local r = failed(run(home, { "login", "--host", ws.url, "--timeout", "1" },
-      { SSL_CERT_FILE = ws.ca_file, PATH = "/nonexistent" }))
+      env { BROWSER = false, PATH = "/nonexistent" }))
     assert.matches("Please continue the authentication process in your browser:\n"
       .. "https://localhost:%d+/oidc/v1/authorize%?", r.err)
+  end)
+
+  it("fails within 2 seconds with port_in_use when 8020 is busy", function()
+    local home = files.tmpdir()
+    local l
+    local deadline = core.now() + 20                  -- another run of these specs may hold it
+    repeat
+      l = core.listen { ports = { 8020 } }
+      if not l then core.sleep(0.2) end
+    until l or core.now() > deadline
+    assert(l, "port 8020 stayed busy for 20 s")
+    local t0 = core.now()
+    local r = failed(run(home, { "login", "--host", ws.url, "--timeout", "30" },
+      env { DATABRICKS_OAUTH_CALLBACK_PORT = false }))
+    local dt = core.now() - t0
+    l:close()
+    assert.is_true(dt < 2, string.format("took %.2f s", dt))
+    assert.matches("^Error: failed to listen on localhost:8020: address already in use; [^\n]*\n"
+      .. "hint: the databricks%-cli OAuth client accepts only the redirect URL http://localhost:8020[^\n]*\n$", r.err)
+    assert.is_nil(files.read(home .. "/.databrickscfg"))
+    for k in pairs(ws:counters()) do assert.not_matches("/oidc/", k) end   -- no browser, no authorize
+  end)
+
+  it("ends at once on Ctrl-C while it waits for the browser", function()
+    local home = files.tmpdir()
+    local e = env { BROWSER = "true %s" }
+    local dir = files.tmpdir()
+    local assign = { "HOME=" .. q(home) }
+    for k, v in pairs(LUA_ENV) do assign[#assign + 1] = k .. "=" .. q(v) end
+    for k, v in pairs(e) do assign[#assign + 1] = k .. "=" .. q(v) end
+    -- sh writes its pid and becomes the command (exec), so the pid is the interpreter's
+    os.execute("(cd " .. q(ROOT) .. " && sh -c " .. q("echo $$ > " .. q(dir .. "/pid") .. "; exec env -i "
+      .. table.concat(assign, " ") .. " " .. q(LUA54) .. " bin/dbxauth login --host " .. q(ws.url)
+      .. " --timeout 60") .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err") .. " </dev/null; echo $? > "
+      .. q(dir .. "/rc") .. ") >/dev/null 2>&1 &")
+    local deadline = core.now() + 10
+    while not (files.read(dir .. "/err") or ""):find("Ctrl-C", 1, true) and core.now() < deadline do
+      core.sleep(0.05)
+    end
+    local pid = assert((files.read(dir .. "/pid") or ""):match("%d+"), "no pid")
+    local t0 = core.now()
+    os.execute("kill -INT " .. pid)
+    while not files.read(dir .. "/rc") and core.now() < t0 + 10 do core.sleep(0.05) end
+    local dt = core.now() - t0
+    assert.is_true(dt < 2, string.format("took %.2f s", dt))
+    assert.equal("130", (files.read(dir .. "/rc") or ""):match("%d+"))
+    local err = files.read(dir .. "/err")
+    assert.matches("\nWaiting up to 60 s for the browser to come back to http://localhost:"
+      .. e.DATABRICKS_OAUTH_CALLBACK_PORT .. " %(press Ctrl%-C to cancel%)\nError: interrupted\n$", err)
+    assert.equal("", files.read(dir .. "/out"))
+    -- the port is free again
+    assert(core.listen { ports = { tonumber(e.DATABRICKS_OAUTH_CALLBACK_PORT) } }):close()
   end)
 end)
 

@@ -139,6 +139,7 @@ local GROUPS = {
   wire = { call = "token", opts = { host = "${WS}", client_id = "${WS_CLIENT_ID}",
                                     client_secret = "${WS_SECRET}", ca_file = "${WS_CA}" } },
   files = { call = "token", opts = { host = H, auth_type = "databricks-cli" } },
+  login = { call = "login", opts = { host = "${WS}", ca_file = "${WS_CA}", auth_type = "external-browser" } },
 }
 
 local DEFAULT_ANSWERS = {
@@ -191,6 +192,29 @@ local function scripted(case, host_url)
   return fake_transport.new(routes)
 end
 
+-- A login case's "browser": its steps, in the background, against the login's listener.
+local function browse(case, url)
+  local port = url:match("redirect_uri=http%%3A%%2F%%2Flocalhost%%3A(%d+)")
+  local cmd = {}
+  for _, step in ipairs(case.browser or {}) do
+    local what, arg = step:match("^(%a+)%s*(.*)$")
+    if what == "idle" or what == "slow" then
+      for _ = 1, tonumber(arg) do
+        cmd[#cmd + 1] = "(exec 3<>/dev/tcp/127.0.0.1/" .. port
+          .. (what == "slow" and "; printf 'GET / HTTP/1.1\\r\\n' >&3" or "") .. "; sleep 6) &"
+      end
+      cmd[#cmd + 1] = "sleep 0.5;"
+    elseif what == "get" then
+      cmd[#cmd + 1] = "curl -s -o /dev/null --max-time 5 " .. q("http://127.0.0.1:" .. port .. arg) .. ";"
+    elseif what == "follow" then
+      cmd[#cmd + 1] = "curl -s -L -o /dev/null --max-time 10 --cacert " .. q(ws.ca_file) .. " " .. q(url) .. ";"
+    else
+      error("unknown browser step " .. step)
+    end
+  end
+  os.execute("bash -c " .. q(table.concat(cmd, " ")) .. " >/dev/null 2>&1 &")
+end
+
 local CALLS = {
   authenticate = function(cfg) return cfg:authenticate() end,
   token = function(cfg) return cfg:token() end,
@@ -198,6 +222,10 @@ local CALLS = {
   app_request = function(cfg, case)
     return cfg:app_request { app = case.app or "my-app", path = "/api/hello", scopes = case.scopes,
                              audience = case.audience }
+  end,
+  login = function(cfg, case)
+    return cfg:login { timeout = case.timeout or 2, stderr = function() end,
+                       open = function(url) browse(case, url) end }
   end,
 }
 
@@ -243,11 +271,21 @@ local function run(case)
     ws:reset()
     ws:fault(case.fault)
   end
+  local held
+  if case.group == "login" then
+    ws:reset()
+    if case.set then ws:set(case.set) end
+    -- a port of its own: other runs on this machine may hold 8020
+    held = assert(core.listen { ports = { 0 } })
+    opts.oauth_callback_port = held:port()
+    if not case.hold then held:close() end
+  end
   local call = case.call or g.call
   local t0 = core.now()
   local cfg, err = dbxauth.config(opts, { env = env, home = home })
   local res
   if cfg and call ~= "config" then res, err = CALLS[call](cfg, case) end
+  if held then held:close() end
   return { cfg = cfg, res = res, err = err, elapsed = core.now() - t0, transport = t, call = call }
 end
 

@@ -191,7 +191,7 @@ function COMMANDS.login.run(ctx, opts, pos)
   name = name or default_profile_name(cfg.host, account_id)
   -- The login is cached under the host key and under the profile name, which is what the CLI
   -- and the databricks-cli auth type look up first.
-  local tok, lerr = cfg:login { timeout = timeout, print_url = true, cache_keys = { name } }
+  local tok, lerr = cfg:login { timeout = timeout, print_url = true, cache_keys = { name }, stderr = ctx.stderr }
   if not tok then return nil, lerr end
   local entries = { { "host", cfg.host } }
   if account_id and cfg:is_account() then entries[#entries + 1] = { "account_id", account_id } end

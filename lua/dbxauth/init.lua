@@ -225,10 +225,14 @@ function methods:refresh(p)
   return u2m.refresh(sessions[self].ctx, p.refresh_token)
 end
 
--- The browser login: opts = { timeout, open = fn(url), print_url, scopes, cache_keys }
--- -> token (also written to the CLI's token cache) | nil, err
+-- The browser login: opts = { timeout (seconds), open = fn(url), print_url, scopes, cache_keys,
+-- stderr = fn(text) } -> token (also written to the CLI's token cache) | nil, err
 function methods:login(opts)
   local bad = not_table(opts, true)
+  local t = opts and opts.timeout
+  if not bad and t ~= nil and not (type(t) == "number" and t > 0 and t < math.huge) then
+    bad = "timeout must be a positive number of seconds"
+  end
   if bad then argerror(1, "login", bad) end
   local s = sessions[self]
   local ok, err = s:prepare()

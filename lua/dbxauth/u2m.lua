@@ -3,8 +3,8 @@
 --   u2m.authorize_url(ctx, {redirect_uri, scopes, challenge, state})   manual PKCE, step 1
 --   u2m.exchange_code(ctx, {code, verifier, redirect_uri})             manual PKCE, step 2
 --   u2m.refresh(ctx, refresh_token)
---   u2m.login(ctx, {timeout, open, print_url, scopes, cache_keys})     the whole browser flow,
---                                                                      tokens into the CLI's cache
+--   u2m.login(ctx, {timeout, open, print_url, scopes, cache_keys, stderr})  the whole browser
+--                                                                      flow, tokens into the CLI's cache
 --   u2m.cached_token(ctx, {force_refresh})  the cached login, refreshed as needed
 -- The external-browser and databricks-cli providers share the cache logic.
 local core = require "dbxauth.core"
@@ -18,8 +18,8 @@ local _M = {}
 
 local CLI_CLIENT_ID = "databricks-cli"
 local DEFAULT_PORT = 8020
-local FALLBACK_LAST = 8040
 local LOGIN_TIMEOUT = 45
+local MAX_WAIT_MS = 3600 * 1000   -- one listener wait; the login's deadline is kept in Lua
 
 local function fail(code, message, fields)
   return nil, errors.new(code, message, fields)
@@ -175,12 +175,43 @@ end
 ---------------------------------------------------------------------------------------------
 -- The browser flow
 
-local function ports(ctx)
-  local fixed = ctx.get("oauth_callback_port")
-  if fixed then return { fixed } end
-  local list = {}
-  for p = DEFAULT_PORT, FALLBACK_LAST do list[#list + 1] = p end
-  return list
+-- The callback port. The databricks-cli OAuth client accepts only the redirect URL
+-- http://localhost:8020, so there is no fallback to other ports: a redirect to one is refused
+-- by the server after the user has signed in. Another port only when oauth_callback_port says
+-- so (with a client_id whose app accepts it, or a workspace set up for it).
+-- port, explicit | nil, err
+local function callback_port(ctx)
+  local p = ctx.get("oauth_callback_port")
+  if p == nil then return DEFAULT_PORT, false end
+  if p < 1 or p > 65535 then
+    return fail("config", "oauth_callback_port must be a port number from 1 to 65535, got " .. p, {
+      hint = "set oauth_callback_port (DATABRICKS_OAUTH_CALLBACK_PORT) to a port your OAuth app accepts "
+        .. "as redirect URL http://localhost:<port>, or unset it to use 8020" })
+  end
+  return p, true
+end
+
+local function port_in_use(ctx, port, explicit)
+  local where = "port " .. port
+  local src = ctx.source("oauth_callback_port")
+  if explicit then
+    where = where .. " (oauth_callback_port" .. (src == "env" and ", from DATABRICKS_OAUTH_CALLBACK_PORT"
+      or src == "file" and ", from the profile" or "") .. ")"
+  end
+  local hint
+  if explicit then
+    hint = "stop the program listening on " .. where .. " (another login may be running; `lsof -i :" .. port
+      .. "` shows it) and try again, or set oauth_callback_port to another port that the OAuth app "
+      .. "accepts as redirect URL http://localhost:<port>"
+  else
+    hint = "the databricks-cli OAuth client accepts only the redirect URL http://localhost:8020, so no other "
+      .. "port will do: stop the program listening on port 8020 (another `databricks auth login` or "
+      .. "`dbxauth login` may be running; `lsof -i :8020` shows it) and try again. Only an OAuth app of your "
+      .. "own can use another port: set client_id and oauth_callback_port to one of its redirect URLs"
+  end
+  return errors.new("port_in_use", "failed to listen on localhost:" .. port .. ": address already in use; "
+    .. "the browser login needs " .. where .. " for its redirect to http://localhost:" .. port,
+    { hint = hint, port = port })
 end
 
 local function login_scopes(ctx, scopes)
@@ -247,36 +278,66 @@ local function title_case(s)
   return (s:gsub("_", " "):gsub("(%a)([%w]*)", function(a, b) return a:upper() .. b end))
 end
 
--- Wait for the browser's callback; answers everything else with 404.
-local function await_callback(listener, state, deadline, now)
+-- "45 s", "5 min": for messages.
+local function human(secs)
+  if secs >= 120 and secs % 60 == 0 then return string.format("%d min", math.floor(secs / 60)) end
+  return string.format("%g s", secs)
+end
+
+local function timed_out(timeout, refused)
+  local message = "no browser login arrived in time (waited " .. human(timeout) .. ")"
+  local hint = "finish the login in the browser within the time, or allow more: "
+    .. "cfg:login{ timeout = <seconds> } or dbxauth login --timeout 10m"
+  if refused > 0 then
+    message = message .. "; " .. refused .. (refused == 1 and " callback" or " callbacks")
+      .. " with another login's state " .. (refused == 1 and "was" or "were") .. " refused"
+    hint = "a callback whose state does not match came from an older login or from another web page, "
+      .. "not from this login; start the login again and finish it in the browser tab it opens"
+  end
+  return fail("timeout", message, { hint = hint })
+end
+
+local function answer_page(listener, status, title, text)
+  -- the client may have gone away: nothing to do about that
+  listener:respond(status, "text/html; charset=utf-8", page(title, text))
+end
+
+-- Wait for the browser's callback. Any web page can make the browser send a GET to localhost,
+-- so a callback counts only with this login's state: others (with a code or an error) are
+-- answered 400 and the login goes on waiting. Everything else gets 404.
+local function await_callback(listener, state, timeout, now)
+  local deadline = now() + timeout
+  local refused = 0
   while true do
     local left = deadline - now()
-    if left <= 0 then return fail("timeout", "no browser login arrived in time") end
-    local req, code = listener:wait(math.floor(left * 1000))
+    if left <= 0 then return timed_out(timeout, refused) end
+    local req, code, msg = listener:wait(math.min(MAX_WAIT_MS, math.floor(left * 1000)))
     if not req then
-      if code == "timeout" then return fail("timeout", "no browser login arrived in time") end
+      if code == "timeout" then return timed_out(timeout, refused) end
+      if code == "io" then return fail("listen", "waiting for the browser login failed: " .. tostring(msg)) end
+      -- bad_request: answered by the listener; interrupted: the interpreter's signal handling
+      -- (Ctrl-C) has had its turn. Either way, wait on.
     else
       local q = req.query or {}
-      if q.error and q.state ~= state then
-        -- any web page can send a GET to localhost: an error without our state is not the login's
-        listener:respond(400, "text/html; charset=utf-8", page("Login failed",
-          "This callback does not belong to the login in progress."))
+      if (q.code or q.error) and q.state ~= state then
+        refused = refused + 1
+        answer_page(listener, 400, "Login failed",
+          "This callback does not belong to the login in progress, so it was ignored. "
+          .. "If you started a login, finish it in the tab it opened, or start it again.")
       elseif q.error then
         local e = clean(q.error, 64)
         local desc = clean(q.error_description or "", 300)
-        listener:respond(400, "text/html; charset=utf-8", page(title_case(e), desc ~= "" and desc or e))
+        answer_page(listener, 400, title_case(e), desc ~= "" and desc or e)
         return fail("login_failed", e .. ": " .. desc, { oauth_error = e })
-      elseif q.code and q.state then
-        if q.state ~= state then
-          listener:respond(400, "text/html; charset=utf-8", page("Login failed",
-            "The login could not be verified (state mismatch). Start the login again."))
-          return fail("state_mismatch", "state mismatch in 3-legged-OAuth flow", {
-            hint = "the callback did not come from the login this process started; run the login again",
-          })
+      elseif q.code then
+        return q, function(ok_page)
+          if ok_page then
+            answer_page(listener, 200, "Authenticated", "You can close this tab and return to your terminal.")
+          else
+            answer_page(listener, 400, "Login failed",
+              "The code could not be exchanged for a token; see your terminal.")
+          end
         end
-        return q, function(ok_page) listener:respond(ok_page and 200 or 400, "text/html; charset=utf-8",
-          ok_page and page("Authenticated", "You can close this tab and return to your terminal.")
-          or page("Login failed", "The code could not be exchanged for a token; see your terminal.")) end
       else
         listener:respond(404, "text/plain; charset=utf-8", "not found")
       end
@@ -286,21 +347,24 @@ end
 
 function _M.login(ctx, opts)
   opts = opts or {}
-  local _, err = _M.cache_path(ctx)   -- nowhere to keep the tokens: fail before the browser opens
-  if err then return nil, err end
-  local ep
-  ep, err = ctx.endpoints()
-  if not ep then return nil, err end
-  if not ep.authorization_endpoint then
-    return fail("oauth", "the OIDC configuration of " .. tostring(ctx.get("host")) .. " has no authorization endpoint")
-  end
-  local listener, lcode, lmsg = core.listen { ports = ports(ctx) }
+  local _, cerr = _M.cache_path(ctx)   -- nowhere to keep the tokens: fail before the browser opens
+  if cerr then return nil, cerr end
+  local say = opts.stderr or function(text) io.stderr:write(text) end
+  local timeout = opts.timeout or LOGIN_TIMEOUT
+  -- the port first: when it is taken, fail before any request and before a browser opens
+  local port, explicit = callback_port(ctx)
+  if not port then return nil, explicit end
+  local listener, lcode, lmsg = core.listen { ports = { port } }
   if not listener then
-    return fail(lcode == "port_busy" and "port_busy" or "listen", lmsg or lcode, {
-      hint = "another login may be running; free port " .. DEFAULT_PORT .. " (or the ones up to "
-        .. FALLBACK_LAST .. ") or set oauth_callback_port",
-    })
+    if lcode == "port_busy" then return nil, port_in_use(ctx, port, explicit) end
+    return fail("listen", lmsg or lcode)
   end
+  local ep, err = ctx.endpoints()
+  if ep and not ep.authorization_endpoint then
+    ep, err = nil, errors.new("oauth", "the OIDC configuration of " .. tostring(ctx.get("host"))
+      .. " has no authorization endpoint")
+  end
+  if not ep then listener:close(); return nil, err end
   local pkce = oauth.pkce(core.random)
   local state = oauth.new_state(core.random)
   local redirect_uri = "http://localhost:" .. listener:port()
@@ -314,10 +378,14 @@ function _M.login(ctx, opts)
     opened = open_browser(url, ctx.getenv)
   end
   if not opened or opts.print_url then
-    io.stderr:write("Please continue the authentication process in your browser:\n", url, "\n")
+    say("Please continue the authentication process in your browser:\n" .. url .. "\n")
   end
+  say("Waiting up to " .. human(timeout) .. " for the browser to come back to " .. redirect_uri
+    .. " (press Ctrl-C to cancel)\n")
   local now = function() return core.now() end
-  local q, answer = await_callback(listener, state, now() + (opts.timeout or LOGIN_TIMEOUT), now)
+  -- An error inside (Ctrl-C's "interrupted!") must not leave the port taken until the next GC.
+  local ok, q, answer = pcall(await_callback, listener, state, timeout, now)
+  if not ok then listener:close(); error(q, 0) end
   if not q then listener:close(); return nil, answer end
   local tok
   tok, err = ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = q.code,

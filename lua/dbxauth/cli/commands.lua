@@ -27,7 +27,9 @@ Log in to a Databricks workspace or account in the browser (OAuth U2M with PKCE,
 client `databricks-cli`), store the tokens in ~/.databricks/token-cache.json and save the
 profile in ~/.databrickscfg (or $DATABRICKS_CONFIG_FILE) with auth_type = databricks-cli.
 The browser is opened with $BROWSER (%s = the URL), xdg-open or open, and the URL is printed on
-stderr (to open it elsewhere). Prints {"profile": ..., "host": ...} on stdout.
+stderr (to open it elsewhere). The redirect comes back to http://localhost:8020 (the only one the
+databricks-cli client accepts; $DATABRICKS_OAUTH_CALLBACK_PORT for an OAuth app of your own);
+press Ctrl-C to cancel. Prints {"profile": ..., "host": ...} on stdout.
 
 Flags:
   --host URL          workspace or account console URL (default: the profile's host)
