@@ -5,11 +5,13 @@
 -- Interface shared by every transport:
 --   t:send(req) -> res | nil, err
 --     req = { method, url, headers = { name = value }, body, timeout (s), max_body (bytes) }
---     res = { status, headers = { lower-case name = value }, body, reused, time }
+--     res = { status, headers = { lower-case name = value }, body, reused, time, http_version }
 --   t:sleep(seconds), t:now() -> seconds (sub-second precision)
 local core = require "dbxauth.core"
 local errors = require "dbxauth.errors"
 local urls = require "dbxauth.url"
+
+local find = string.find
 
 local _M = {}
 local Transport = {}
@@ -45,44 +47,56 @@ function _M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'transport.curl.new' (table expected, got " .. type(opts) .. ")", 2)
   end
+  local skip_verify = opts.skip_verify and true or false
+  local max_body = opts.max_body or DEFAULT_MAX_BODY
+  -- The options every request of this transport carries, made once: the C client takes the
+  -- request as it is plus one of these (core.http's request(req, opts)), so a request costs no
+  -- table of its own. `direct` adds no_proxy for plain-http loopback URLs.
+  local function options(no_proxy)
+    return { ca_file = opts.ca_file, skip_verify = skip_verify, resolve = opts.resolve, max_body = max_body,
+             no_proxy = no_proxy }
+  end
   return setmetatable({
     client = core.http(),
     ca_file = opts.ca_file,
-    skip_verify = opts.skip_verify and true or false,
+    skip_verify = skip_verify,
     resolve = opts.resolve,
-    max_body = opts.max_body or DEFAULT_MAX_BODY,
+    max_body = max_body,
     clock = opts.clock,
+    options = options(false),
+    direct = options(true),
   }, Transport)
 end
 
-function Transport:send(req)
-  local timeout = req.timeout or 60
-  local res, code, msg = self.client:request{
-    method = req.method or "GET",
-    url = req.url,
-    headers = req.headers,
-    body = req.body,
-    timeout_ms = math.floor(timeout * 1000 + 0.5),
-    max_body = req.max_body or self.max_body,
-    ca_file = self.ca_file,
-    skip_verify = self.skip_verify,
-    resolve = self.resolve,
-    -- a configured http_proxy may be remote: plain-http loopback traffic (credentials in clear
-    -- text, allowed only because it never leaves the machine) never goes through it
-    no_proxy = req.url:sub(1, 7) == "http://" and urls.is_loopback_url(req.url),
-  }
-  if res then return res end
+-- A configured http_proxy may be remote: plain-http loopback traffic (credentials in clear text,
+-- allowed only because it never leaves the machine) never goes through it.
+local function plain_http(url)
+  return type(url) == "string" and find(url, "http://", 1, true) == 1
+end
+
+local function direct(url)
+  return plain_http(url) and urls.is_loopback_url(url)
+end
+
+-- The error object for the C client's code and message.
+local function failure(req, code, msg)
   local hint = HINTS[code]
-  if (code == "recv" or code == "network") and req.url:sub(1, 7) == "http://" then
+  if (code == "recv" or code == "network") and plain_http(req.url) then
     hint = "the server closed the connection or answered with something other than HTTP: if it speaks "
       .. "TLS, use https:// instead of http://"
   end
-  return nil, errors.new(CODES[code] or code, msg, {
+  return errors.new(CODES[code] or code, msg, {
     reason = code,
     hint = hint,
     -- a refused or broken connection before the request left us is safe to repeat
     retryable = (code == "connect" or code == "send") or nil,
   })
+end
+
+function Transport:send(req)
+  local res, code, msg = self.client:request(req, direct(req.url) and self.direct or self.options)
+  if res then return res end
+  return nil, failure(req, code, msg)
 end
 
 function Transport:sleep(seconds)
