@@ -150,6 +150,7 @@ static CURLcode reconfigure(dbx_easy *e, const char *ca_file) {
   forget_options(e);
   if (ca_file != NULL && (e->ca_file = strdup(ca_file)) == NULL) return CURLE_OUT_OF_MEMORY;
   rc = dbx_xfer_setup(&e->x, c, e->http_version);
+  if (e->pipewait) SET(CURLOPT_PIPEWAIT, 1L);
   if (ca_file != NULL) SET(CURLOPT_CAINFO, ca_file);
   return rc;
 }

@@ -48,6 +48,7 @@ typedef struct dbx_easy {
   dbx_xfer  x;
   dbx_hlist hdrs;
   long      http_version;   /* CURL_HTTP_VERSION_* for every request on this handle */
+  int       pipewait;       /* in a multi: wait for a connection that can multiplex (h2) */
   /* what the handle's options are set to; `ready` 0 forces a full reset next time */
   int       ready;
   int       pristine;       /* no option set since curl_easy_init: no reset needed */

@@ -102,27 +102,16 @@ dbx_http_code dbx_http_add_header(dbx_http *h, const char *name, size_t nlen,
 }
 
 int dbx_http_add_resolve(dbx_http *h, const char *entry, size_t len) {
-  const char *s = entry, *c1, *c2, *end = entry + len;
-  size_t i;
-  for (i = 0; i < len; i++)
-    if (entry[i] == '\0' || entry[i] == '\r' || entry[i] == '\n') return -1;
-  if (len > 0 && s[0] == '+') s++;                  /* "+host:..." = a timed entry */
-  c1 = memchr(s, ':', (size_t)(end - s));
-  if (c1 == NULL || c1 == s) return -1;
-  c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1));
-  if (c2 == NULL || c2 == c1 + 1 || c2 + 1 == end) return -1;
-  for (i = 1; c1 + i < c2; i++)
-    if (c1[i] < '0' || c1[i] > '9') return -1;
-
+  const char *key;
+  size_t klen;
+  if (dbx_http_resolve_key(entry, len, &key, &klen) != 0) return -1;
   h->line.len = 0;
   if (dbx_buf_append(&h->line, entry, len) != 0 || dbx_buf_append(&h->line, "", 1) != 0 ||
       append_line(&h->res_add, h->line.data) != 0)
     return -1;
   h->line.len = 0;
-  if (dbx_buf_append(&h->line, "-", 1) != 0 ||
-      dbx_buf_append(&h->line, s, (size_t)(c2 - s)) != 0 ||
-      dbx_buf_append(&h->line, "", 1) != 0 ||
-      append_line(&h->res_undo, h->line.data) != 0)
+  if (dbx_buf_append(&h->line, "-", 1) != 0 || dbx_buf_append(&h->line, key, klen) != 0 ||
+      dbx_buf_append(&h->line, "", 1) != 0 || append_line(&h->res_undo, h->line.data) != 0)
     return -1;
   return 0;
 }

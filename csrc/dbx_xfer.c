@@ -234,6 +234,23 @@ int dbx_http_header_line(dbx_buf *line, const char *name, size_t nlen, const cha
   return 0;
 }
 
+int dbx_http_resolve_key(const char *entry, size_t len, const char **key, size_t *klen) {
+  const char *s = entry, *c1, *c2, *end = entry + len;
+  size_t i;
+  for (i = 0; i < len; i++)
+    if (entry[i] == '\0' || entry[i] == '\r' || entry[i] == '\n') return -1;
+  if (len > 0 && s[0] == '+') s++;                  /* "+host:..." = a timed entry */
+  c1 = memchr(s, ':', (size_t)(end - s));
+  if (c1 == NULL || c1 == s) return -1;
+  c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1));
+  if (c2 == NULL || c2 == c1 + 1 || c2 + 1 == end) return -1;
+  for (i = 1; c1 + i < c2; i++)
+    if (c1[i] < '0' || c1[i] > '9') return -1;
+  *key = s;
+  *klen = (size_t)(c2 - s);
+  return 0;
+}
+
 dbx_http_code dbx_http_classify(CURLcode rc) {
   switch (rc) {
   case CURLE_OK:

@@ -60,6 +60,11 @@ int dbx_http_header_line(dbx_buf *line, const char *name, size_t nlen, const cha
 /* Content-Length is never sent from the caller: the body always goes with its exact length. */
 int dbx_http_header_skipped(const char *name, size_t nlen);
 
+/* A resolve entry "[+]host:port:address[,address]" (curl --resolve): 0 and its "host:port" part
+ * (*key, *klen), or -1 when malformed (CR, LF or NUL anywhere, an empty host, a port that is not
+ * digits, no address). */
+int dbx_http_resolve_key(const char *entry, size_t len, const char **key, size_t *klen);
+
 dbx_http_code dbx_http_classify(CURLcode rc);
 
 #endif

@@ -3,7 +3,8 @@
  *
  *   ldbx_core.c    luaopen_dbxauth_core, the function table, encodings, crypto, time
  *   ldbx_http.c    the dbxauth.http userdata (core.http)
- *   ldbx_req.c     reading a request table
+ *   ldbx_multi.c   the dbxauth.multi userdata (core.multi)
+ *   ldbx_req.c     reading a request table, for both
  *   ldbx_listen.c  the dbxauth.listener userdata (core.listen)
  *   ldbx_file.c    files, the dbxauth.lock userdata, stat, getpid
  *   ldbx_util.c    the helpers below that more than one of them uses
@@ -45,6 +46,11 @@ void ldbx_http_init(lua_State *L);
 int ldbx_core_http(lua_State *L);
 /* { status, headers, body, reused, time, http_version } */
 void ldbx_push_response(lua_State *L, const dbx_http_resp *r);
+
+/* ---- ldbx_multi.c ---- */
+
+void ldbx_multi_init(lua_State *L);
+int ldbx_core_multi(lua_State *L);
 
 /* ---- ldbx_req.c ---- */
 
