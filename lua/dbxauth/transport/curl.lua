@@ -1,11 +1,17 @@
 -- The default transport for scripts: one libcurl handle per transport, so connections are
--- reused (keep-alive) for every request a configuration makes. It blocks: inside nginx
--- request handlers use the cosocket transport instead.
+-- reused (keep-alive) for every request a configuration makes, over HTTP/1.1; and for batches a
+-- libcurl multi handle (created on first use), HTTP/2 multiplexed where the server offers it.
+-- It blocks: inside nginx request handlers use the cosocket transport instead.
 --
 -- Interface shared by every transport:
 --   t:send(req) -> res | nil, err
 --     req = { method, url, headers = { name = value }, body, timeout (s), max_body (bytes) }
 --     res = { status, headers = { lower-case name = value }, body, reused, time, http_version }
+--   t:send_all(reqs, opts) -> responses, errs   (optional: batch.lua falls back to send)
+--     opts = { concurrency = 8 (requests in flight at most), timeout = s (the whole batch) }
+--     responses[i] = res | false, errs[i] = err | false: each request's outcome as send's,
+--     in the order of reqs; one failing never fails another. Requests still unfinished when
+--     the batch's timeout runs out fail with code "timeout" (reason "cancelled").
 --   t:sleep(seconds), t:now() -> seconds (sub-second precision)
 local core = require "dbxauth.core"
 local errors = require "dbxauth.errors"
@@ -25,6 +31,8 @@ local HINTS = {
     .. "bundle that signed it. skip_verify = true turns verification off and is only for testing",
   timeout = "the request took longer than http_timeout_seconds; check the network path to the host "
     .. "or raise http_timeout_seconds",
+  cancelled = "the batch took longer than its timeout (opts.timeout); raise it, or send fewer requests "
+    .. "or more at once (opts.concurrency)",
   connect = "nothing accepted the connection; check the host and port, and the proxy settings "
     .. "(HTTPS_PROXY, NO_PROXY)",
   resolve = "the host name could not be resolved; check the host (for example "
@@ -80,13 +88,15 @@ end
 
 -- The error object for the C client's code and message.
 local function failure(req, code, msg)
-  local hint = HINTS[code]
+  local reason = code
+  if code == "timeout" and find(msg, "the batch's timeout", 1, true) == 1 then reason = "cancelled" end
+  local hint = HINTS[reason]
   if (code == "recv" or code == "network") and plain_http(req.url) then
     hint = "the server closed the connection or answered with something other than HTTP: if it speaks "
       .. "TLS, use https:// instead of http://"
   end
   return errors.new(CODES[code] or code, msg, {
-    reason = code,
+    reason = reason,
     hint = hint,
     -- a refused or broken connection before the request left us is safe to repeat
     retryable = (code == "connect" or code == "send") or nil,
@@ -97,6 +107,43 @@ function Transport:send(req)
   local res, code, msg = self.client:request(req, direct(req.url) and self.direct or self.options)
   if res then return res end
   return nil, failure(req, code, msg)
+end
+
+-- Plain-http loopback requests skip the proxy here too: they go as copies that say so.
+local function direct_copies(reqs)
+  local list = reqs
+  for i = 1, #reqs do
+    local req = reqs[i]
+    if type(req) == "table" and direct(req.url) then
+      if list == reqs then
+        list = {}
+        for k = 1, #reqs do list[k] = reqs[k] end
+      end
+      local copy = {}
+      for k, v in pairs(req) do copy[k] = v end
+      copy.no_proxy = true
+      list[i] = copy
+    end
+  end
+  return list
+end
+
+function Transport:send_all(reqs, opts)
+  opts = opts or {}
+  local multi = self.multi
+  if not multi then
+    multi = core.multi()
+    self.multi = multi
+  end
+  local responses, codes, msgs = multi:perform(direct_copies(reqs), {
+    concurrency = opts.concurrency, timeout = opts.timeout,
+    ca_file = self.ca_file, skip_verify = self.skip_verify, resolve = self.resolve, max_body = self.max_body,
+  })
+  local errs = codes
+  for i = 1, #reqs do
+    if not responses[i] then errs[i] = failure(reqs[i], codes[i], msgs[i]) end
+  end
+  return responses, errs
 end
 
 function Transport:sleep(seconds)
@@ -110,6 +157,7 @@ end
 
 function Transport:close()
   self.client:close()
+  if self.multi then self.multi:close() end
 end
 
 Transport.__tostring = function(t)
