@@ -32,6 +32,7 @@ build = {
     ["dbxauth.apierror"] = "lua/dbxauth/apierror.lua",
     ["dbxauth.apps"] = "lua/dbxauth/apps.lua",
     ["dbxauth.attributes"] = "lua/dbxauth/attributes.lua",
+    ["dbxauth.batch"] = "lua/dbxauth/batch.lua",
     ["dbxauth.cache"] = "lua/dbxauth/cache.lua",
     ["dbxauth.chain"] = "lua/dbxauth/chain.lua",
     ["dbxauth.cli"] = "lua/dbxauth/cli.lua",
