@@ -61,10 +61,12 @@ typedef struct dbx_http_resp {
   long        status;
   int         reused;       /* the request went over an already open connection */
   double      total_time;   /* seconds */
+  const char *http_version; /* "1.0", "1.1", "2" (static strings) */
   const char *body;
   size_t      body_len;
   const char *headers;      /* merged packed records, read with dbx_hdr_iter */
   size_t      headers_len;
+  size_t      headers_count;/* header lines received: at least the number of records */
 } dbx_http_resp;
 
 dbx_http *dbx_http_new(void);

@@ -3,6 +3,8 @@
  *
  *   ldbx_core.c    luaopen_dbxauth_core, the function table, encodings, crypto, time
  *   ldbx_http.c    the dbxauth.http userdata (core.http)
+ *   ldbx_multi.c   the dbxauth.multi userdata (core.multi)
+ *   ldbx_req.c     reading a request table, for both
  *   ldbx_listen.c  the dbxauth.listener userdata (core.listen)
  *   ldbx_file.c    files, the dbxauth.lock userdata, stat, getpid
  *   ldbx_util.c    the helpers below that more than one of them uses
@@ -17,6 +19,7 @@
 #include <lauxlib.h>
 
 #include "dbx_compat.h"
+#include "dbx_http.h"
 
 int luaopen_dbxauth_core(lua_State *L);
 
@@ -41,6 +44,36 @@ int ldbx_core_parse_query(lua_State *L);   /* also decodes the listener's querie
 
 void ldbx_http_init(lua_State *L);
 int ldbx_core_http(lua_State *L);
+/* { status, headers, body, reused, time, http_version } */
+void ldbx_push_response(lua_State *L, const dbx_http_resp *r);
+
+/* ---- ldbx_multi.c ---- */
+
+void ldbx_multi_init(lua_State *L);
+int ldbx_core_multi(lua_State *L);
+
+/* ---- ldbx_req.c ---- */
+
+/* Where a request table is read from, and how errors name it. */
+typedef struct ldbx_reqsrc {
+  int req;    /* stack index of the request table */
+  int opts;   /* stack index of the transport options (ca_file, skip_verify, resolve, max_body,
+               * no_proxy), or 0: they are fields of the request itself */
+  int arg;    /* the argument errors name */
+  int item;   /* > 0: the request is item #item of a list (errors say so) */
+  int raw;    /* read with lua_rawget and pop each value (see ldbx_req.c) */
+} ldbx_reqsrc;
+
+/* Checks and reads every field but the resolve list; *headers is the stack index of the headers
+ * table (left on the stack), or 0. Raises on a wrong field. */
+void ldbx_read_request(lua_State *L, const ldbx_reqsrc *src, dbx_http_req *r, int *headers);
+/* The `resolve` list of table t, type-checked: its stack index (left on the stack), or 0. */
+int ldbx_check_resolve(lua_State *L, const ldbx_reqsrc *src, int t);
+/* fn for each header of the (checked) table at idx, until one returns other than DBX_HTTP_OK.
+ * Raw iteration with string keys and values only: cannot raise, runs no Lua code. */
+typedef dbx_http_code (*ldbx_header_fn)(void *ud, const char *name, size_t nlen, const char *value,
+                                        size_t vlen);
+dbx_http_code ldbx_each_header(lua_State *L, int idx, ldbx_header_fn fn, void *ud);
 
 /* ---- ldbx_listen.c ---- */
 

@@ -200,6 +200,7 @@ static const luaL_Reg core_funcs[] = {
   {"now", l_now},
   {"sleep", l_sleep},
   {"http", ldbx_core_http},
+  {"multi", ldbx_core_multi},
   {"listen", ldbx_core_listen},
   {"mkdir", ldbx_core_mkdir},
   {"private_dir", ldbx_core_private_dir},
@@ -223,6 +224,7 @@ int luaopen_dbxauth_core(lua_State *L) {
     curl_ready = 1;
   }
   ldbx_http_init(L);
+  ldbx_multi_init(L);
   ldbx_listen_init(L);
   ldbx_file_init(L);
   luaL_newlib(L, core_funcs);

@@ -7,11 +7,14 @@
  * parts are empty). Properties: a header is accepted exactly when its name is an RFC 9110
  * token and its value has no CR, LF or NUL; an accepted header becomes exactly one line
  * "Name: value" ("Name;" when empty) - except Content-Length, which is dropped - so nothing
- * can be smuggled into the request head; a rejected one leaves the list untouched and a
+ * can be smuggled into the request head; the same headers again keep the list libcurl has
+ * (the handle persists across inputs, so lists of earlier inputs are compared against too);
+ * a rejected one leaves the list untouched and a
  * message that names at most 64 bytes of the name and never the value. A resolve entry is
  * accepted exactly when it reads [+]host:digits:addresses with no CR, LF or NUL, and then
  * adds itself and "-host:port". */
 #include "../csrc/dbx_http.c"
+#include "../csrc/dbx_easy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,17 +38,22 @@ static int has_ctl(const char *s, size_t n) {
   return 0;
 }
 
-static void check_header(dbx_http *h, const char *name, size_t nlen, const char *val, size_t vlen) {
-  size_t before = count(h->req_headers), i;
+static size_t count_fresh(const dbx_hlist *l) {
+  return count(l->fresh);
+}
+
+/* Adds the header; a rejected one changes nothing libcurl would see, and its message is one
+ * of two fixed texts around at most 64 bytes of the name: never the value. */
+static int add_header(dbx_http *h, const char *name, size_t nlen, const char *val, size_t vlen) {
+  const struct curl_slist *list = h->e.hdrs.list;
+  size_t fresh = count_fresh(&h->e.hdrs), i;
   int valid = dbx_http_is_token(name, nlen) && !has_ctl(val, vlen);
   dbx_http_code rc = dbx_http_add_header(h, name, nlen, val, vlen);
-  const struct curl_slist *l;
   CHECK(rc == DBX_HTTP_OK || rc == DBX_HTTP_INVALID_HEADER);
   CHECK((rc == DBX_HTTP_OK) == valid);
   if (rc != DBX_HTTP_OK) {
-    char want[sizeof h->msg];
-    CHECK(count(h->req_headers) == before);
-    /* the message is one of two fixed texts around at most 64 bytes of the name: never the value */
+    char want[sizeof h->e.x.msg];
+    CHECK(h->e.hdrs.list == list && count_fresh(&h->e.hdrs) == fresh);
     if (!dbx_http_is_token(name, nlen)) {
       snprintf(want, sizeof want, "invalid header name");
     } else {
@@ -53,23 +61,50 @@ static void check_header(dbx_http *h, const char *name, size_t nlen, const char 
       snprintf(want, sizeof want, "header \"%.*s\" contains %s", (int)(nlen > 64 ? 64 : nlen), name,
                val[i] == '\0' ? "NUL" : "CR or LF");
     }
-    CHECK(strcmp(h->msg, want) == 0);
-    return;
+    CHECK(strcmp(h->e.x.msg, want) == 0);
   }
-  if (dbx_http_ieq(name, nlen, "content-length")) {
-    CHECK(count(h->req_headers) == before);
-    return;
+  return rc == DBX_HTTP_OK;
+}
+
+/* An accepted header becomes exactly one line "Name: value" ("Name;" when empty), except
+ * Content-Length, which is dropped; "Expect:" always ends the list. */
+static void check_list(const struct curl_slist *l, const char *name, size_t nlen, const char *val, size_t vlen,
+                       size_t times) {
+  size_t i, k;
+  size_t lines = dbx_http_ieq(name, nlen, "content-length") ? 0 : times;
+  CHECK(count(l) == lines + 1);
+  for (k = 0; k < lines; k++, l = l->next) {
+    CHECK(strlen(l->data) == nlen + (vlen ? 2 + vlen : 1));
+    CHECK(memcmp(l->data, name, nlen) == 0);
+    if (vlen) {
+      CHECK(memcmp(l->data + nlen, ": ", 2) == 0 && memcmp(l->data + nlen + 2, val, vlen) == 0);
+    } else {
+      CHECK(l->data[nlen] == ';');
+    }
+    for (i = 0; l->data[i]; i++) CHECK(l->data[i] != '\r' && l->data[i] != '\n');
   }
-  CHECK(count(h->req_headers) == before + 1);
-  l = last(h->req_headers);
-  CHECK(strlen(l->data) == nlen + (vlen ? 2 + vlen : 1));
-  CHECK(memcmp(l->data, name, nlen) == 0);
-  if (vlen) {
-    CHECK(memcmp(l->data + nlen, ": ", 2) == 0 && memcmp(l->data + nlen + 2, val, vlen) == 0);
-  } else {
-    CHECK(l->data[nlen] == ';');
-  }
-  for (i = 0; l->data[i]; i++) CHECK(l->data[i] != '\r' && l->data[i] != '\n');
+  CHECK(strcmp(l->data, "Expect:") == 0 && l->next == NULL);
+}
+
+/* The header twice in one request (the scratch line buffer is reused), then the same request
+ * again, which must keep the list libcurl already has rather than build another. */
+static void check_header(dbx_http *h, const char *name, size_t nlen, const char *val, size_t vlen) {
+  const struct curl_slist *kept;
+  if (!add_header(h, name, nlen, val, vlen)) return;
+  CHECK(add_header(h, name, nlen, val, vlen));
+  CHECK(dbx_hlist_finish(&h->e.hdrs) >= 0);
+  check_list(h->e.hdrs.list, name, nlen, val, vlen, 2);
+  kept = h->e.hdrs.list;
+  dbx_http_end(h);
+  dbx_http_begin(h);
+  CHECK(add_header(h, name, nlen, val, vlen) && add_header(h, name, nlen, val, vlen));
+  CHECK(dbx_hlist_finish(&h->e.hdrs) == 0 && h->e.hdrs.list == kept);
+  /* once only: a list of one line */
+  dbx_http_end(h);
+  dbx_http_begin(h);
+  CHECK(add_header(h, name, nlen, val, vlen));
+  CHECK(dbx_hlist_finish(&h->e.hdrs) >= 0);
+  check_list(h->e.hdrs.list, name, nlen, val, vlen, 1);
 }
 
 static int valid_resolve(const char *e, size_t n) {
@@ -127,7 +162,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   dbx_http_begin(h);
   check_header(h, name, nlen, val, vlen);
-  check_header(h, name, nlen, val, vlen);   /* the scratch line buffer is reused */
   check_resolve(h, res, rlen);
   dbx_http_end(h);
   free(name);

@@ -22,7 +22,7 @@ build = {
   type = "builtin",
   modules = {
     ["dbxauth.core"] = {
-      sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_encode.c", "csrc/dbx_file.c", "csrc/dbx_headers.c", "csrc/dbx_http.c", "csrc/dbx_listen.c", "csrc/dbx_req.c", "csrc/dbx_time.c", "csrc/ldbx_core.c", "csrc/ldbx_file.c", "csrc/ldbx_http.c", "csrc/ldbx_listen.c", "csrc/ldbx_util.c" },
+      sources = { "csrc/dbx_buf.c", "csrc/dbx_crypto.c", "csrc/dbx_easy.c", "csrc/dbx_encode.c", "csrc/dbx_file.c", "csrc/dbx_headers.c", "csrc/dbx_http.c", "csrc/dbx_listen.c", "csrc/dbx_multi.c", "csrc/dbx_req.c", "csrc/dbx_time.c", "csrc/dbx_xfer.c", "csrc/ldbx_core.c", "csrc/ldbx_file.c", "csrc/ldbx_http.c", "csrc/ldbx_listen.c", "csrc/ldbx_multi.c", "csrc/ldbx_req.c", "csrc/ldbx_util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -32,6 +32,7 @@ build = {
     ["dbxauth.apierror"] = "lua/dbxauth/apierror.lua",
     ["dbxauth.apps"] = "lua/dbxauth/apps.lua",
     ["dbxauth.attributes"] = "lua/dbxauth/attributes.lua",
+    ["dbxauth.batch"] = "lua/dbxauth/batch.lua",
     ["dbxauth.cache"] = "lua/dbxauth/cache.lua",
     ["dbxauth.chain"] = "lua/dbxauth/chain.lua",
     ["dbxauth.cli"] = "lua/dbxauth/cli.lua",

@@ -636,6 +636,62 @@ describe("dbxauth.http against local servers", function()
     assert.is_true(p2.reused)
   end)
 
+  it("applies what changed between requests on one handle, and nothing else", function()
+    -- the CA bundle: a reset of the handle each time it changes, back to libcurl's default too
+    assert(h:request { url = https("/echo"), ca_file = srv.ca })
+    local res, code = h:request { url = https("/echo") }
+    assert.is_nil(res)
+    assert.equal("tls", code)
+    assert.equal(200, assert(h:request { url = https("/echo"), ca_file = srv.ca }).status)
+    -- verification off, then on again: the unverified connection must not be reused
+    local other = "https://dbx-test.invalid:" .. srv.https .. "/echo"
+    local map = { "dbx-test.invalid:" .. srv.https .. ":127.0.0.1" }
+    assert(h:request { url = other, ca_file = srv.ca, skip_verify = true, resolve = map })
+    res, code = h:request { url = other, ca_file = srv.ca, resolve = map }
+    assert.is_nil(res)
+    assert.equal("tls", code)
+    -- headers: the same list again, a changed value, one more, one less, none
+    local function echo(headers)
+      return assert(h:request { url = https("/echo"), ca_file = srv.ca, headers = headers }).body
+    end
+    assert.equal("method=GET cl=[] ct=[] x=[a] expect=[]", echo { ["X-Echo"] = "a" })
+    assert.equal("method=GET cl=[] ct=[] x=[a] expect=[]", echo { ["X-Echo"] = "a" })
+    assert.equal("method=GET cl=[] ct=[] x=[b] expect=[]", echo { ["X-Echo"] = "b" })
+    assert.equal("method=GET cl=[] ct=[t] x=[b] expect=[]", echo { ["X-Echo"] = "b", ["Content-Type"] = "t" })
+    assert.equal("method=GET cl=[] ct=[t] x=[] expect=[]", echo { ["Content-Type"] = "t" })
+    assert.equal("method=GET cl=[] ct=[] x=[] expect=[]", echo {})
+    assert.equal("method=GET cl=[] ct=[] x=[c] expect=[]", echo { ["X-Echo"] = "c" })
+    -- a rejected header leaves the handle's list as it was
+    local _, hcode = h:request { url = https("/echo"), ca_file = srv.ca, headers = { ["X-Echo"] = "c\r\nX: y" } }
+    assert.equal("invalid_header", hcode)
+    assert.equal("method=GET cl=[] ct=[] x=[c] expect=[]", echo { ["X-Echo"] = "c" })
+    -- a timeout for one request only
+    res, code = h:request { url = https("/slow"), ca_file = srv.ca, timeout_ms = 200 }
+    assert.is_nil(res)
+    assert.equal("timeout", code)
+    res = assert(h:request { url = https("/big"), ca_file = srv.ca })
+    assert.equal(srv.big, res.body)
+    assert.equal("1.1", res.http_version)
+  end)
+
+  it("takes the transport's options from a second table, and only from there", function()
+    local opts = { ca_file = srv.ca, max_body = 10 }
+    local res = assert(h:request({ url = https("/echo"), max_body = 1000 }, opts))
+    assert.equal(200, res.status)
+    local _, code = h:request({ url = https("/echo") }, opts)     -- opts.max_body is the default
+    assert.equal("too_large", code)
+    _, code = h:request({ url = https("/echo"), ca_file = srv.ca, skip_verify = true }, {})
+    assert.equal("tls", code)
+    -- timeout in seconds, as the transports' requests carry it
+    local t0 = core.now()
+    _, code = h:request({ url = https("/slow"), timeout = 0.2 }, opts)
+    assert.equal("timeout", code)
+    assert.is_true(core.now() - t0 < 3)
+    assert.has_error(function() h:request({ url = https("/echo") }, "opts") end)
+    assert.has_error(function() h:request({ url = https("/echo"), timeout = 0 }, opts) end)
+    assert.has_error(function() h:request({ url = https("/echo") }, { skip_verify = "no" }) end)
+  end)
+
   it("returns response headers lower-cased, repeated ones joined", function()
     local res = assert(h:request { url = https("/headers"), ca_file = srv.ca })
     assert.equal("one, two", res.headers["x-multi"])

@@ -532,9 +532,43 @@ describe("fake workspace", function()
 
     it("close: drops the connection without a response", function()
       ws:fault { path = CFG, kind = "close" }
-      local r = curls { { path = CFG }, { path = CFG } }
+      local r = curls { { path = CFG, args = "--http1.1" }, { path = CFG, args = "--http1.1" } }
       assert.equals(52, r[1].rc)                         -- CURLE_GOT_NOTHING
       assert.equals(200, r[2].status)
+      -- over HTTP/2 only the stream is reset; the connection serves the next request
+      ws:fault { path = CFG, kind = "close" }
+      r = curls { { path = CFG }, { path = CFG } }
+      assert.equals(92, r[1].rc)                         -- CURLE_HTTP2_STREAM
+      assert.equals(200, r[2].status)
+    end)
+
+    it("speaks HTTP/2 on its TLS ports when offered, HTTP/1.1 otherwise", function()
+      local r = curls { { path = "/api/2.0/preview/scim/v2/Me", bearer = ws.creds.pat },
+                        { path = "/api/2.0/preview/scim/v2/Me", bearer = ws.creds.pat, args = "--http1.1" },
+                        { host = "http", path = "/api/2.0/preview/scim/v2/Me", bearer = ws.creds.pat,
+                          args = "--http2" } }
+      assert.same({ 200, 200, 200 }, { r[1].status, r[2].status, r[3].status })
+      ws:reset()
+      curl { path = "/api/2.0/fake/echo?a=1", bearer = ws.creds.pat, method = "POST", data = "x=y" }
+      local last = ws:last("/api/2.0/fake/echo")
+      assert.equals("HTTP/2.0", last.protocol)
+      assert.same({ "POST", "a=1", "x=y" }, { last.method, last.query, last.body })
+      assert.equals("Bearer " .. ws.creds.pat, last.headers.authorization)
+      assert.matches("^localhost:%d+$", last.headers.host)
+      curl { path = "/api/2.0/fake/echo", bearer = ws.creds.pat, args = "--http1.1" }
+      assert.equals("HTTP/1.1", ws:last("/api/2.0/fake/echo").protocol)
+    end)
+
+    it("counts requests in flight while count_concurrency is on", function()
+      ws:set { count_concurrency = true }
+      ws:fault { path = CFG, kind = "pass", delay = 0.3, count = 3 }
+      -- three transfers at once (curl --parallel), each held 0.3 s by the delay
+      local r = curls { { path = CFG, args = "--parallel --parallel-immediate" }, { path = CFG }, { path = CFG } }
+      assert.same({ 200, 200, 200 }, { r[1].status, r[2].status, r[3].status })
+      assert.same({ now = 0, max = 3 }, ws:concurrency())
+      ws:reset()
+      curl { path = CFG }
+      assert.same({ now = 0, max = 0 }, ws:concurrency())
     end)
 
     it("delay: waits before answering", function()

@@ -389,4 +389,10 @@ function _M.app_request(s, r)
   return nil, s:redact(app_error(s, res, r, app, base), { headers = { Authorization = headers.authorization(tok) } })
 end
 
+-- For batch.lua (cfg:app_request_all), which takes app_request's steps for each of its items.
+_M.target = target
+_M.scope_error = scope_error
+_M.app_error = app_error
+_M.NETWORK_HINT = HINTS.network
+
 return _M

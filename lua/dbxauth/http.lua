@@ -34,6 +34,41 @@ local function retryable_status(policy, status)
   return API_STATUS[status]
 end
 
+local function backoff(policy, attempt)
+  return policy.kind == "token" and token_backoff(attempt) or api_backoff(attempt)
+end
+
+-- After attempt number `attempt` of a request first sent at `start` (transport:now()): the
+-- seconds to wait before the next attempt, or nil when this outcome is the final one. res.attempts
+-- counts tries; when the budget ran out on a retryable status, res.gave_up is set so the caller can
+-- say so (an error's message says it). Used by send, and by batch.lua for each of its requests.
+function _M.next_attempt(transport, policy, allowed, attempt, start, res, err)
+  local delay
+  if res then
+    res.attempts = attempt
+    if not (allowed and retryable_status(policy, res.status)) then return nil end
+    delay = backoff(policy, attempt)
+    local ra = apierror.retry_after(res.headers and res.headers["retry-after"],
+      policy.now and policy.now() or transport:now())
+    if ra and ra > delay then delay = ra end
+  else
+    err.attempts = attempt
+    if not (allowed and err.retryable) then return nil end
+    delay = backoff(policy, attempt)
+  end
+  local elapsed = transport:now() - start
+  if elapsed + delay > policy.budget then
+    if res then
+      res.gave_up = string.format("gave up after %d attempts: retrying again would exceed the %d s retry budget",
+        attempt, policy.budget)
+    else
+      err.message = err.message .. string.format(" (gave up after %d attempts)", attempt)
+    end
+    return nil
+  end
+  return delay
+end
+
 -- Returns the final response (any status) or nil, err. res.attempts counts tries; when the
 -- budget ran out on a retryable status, res.gave_up is set so the caller can say so.
 function _M.send(transport, req, policy)
@@ -43,30 +78,9 @@ function _M.send(transport, req, policy)
   while true do
     attempt = attempt + 1
     local res, err = transport:send(req)
-    local delay
-    if res then
-      res.attempts = attempt
-      if not (allowed and retryable_status(policy, res.status)) then return res end
-      delay = policy.kind == "token" and token_backoff(attempt) or api_backoff(attempt)
-      local ra = apierror.retry_after(res.headers and res.headers["retry-after"],
-        policy.now and policy.now() or transport:now())
-      if ra and ra > delay then delay = ra end
-    else
-      if not (allowed and err.retryable) then
-        err.attempts = attempt
-        return nil, err
-      end
-      delay = policy.kind == "token" and token_backoff(attempt) or api_backoff(attempt)
-    end
-    local elapsed = transport:now() - start
-    if elapsed + delay > policy.budget then
-      if res then
-        res.gave_up = string.format("gave up after %d attempts: retrying again would exceed the %d s retry budget",
-          attempt, policy.budget)
-        return res
-      end
-      err.attempts = attempt
-      err.message = err.message .. string.format(" (gave up after %d attempts)", attempt)
+    local delay = _M.next_attempt(transport, policy, allowed, attempt, start, res, err)
+    if not delay then
+      if res then return res end
       return nil, err
     end
     transport:sleep(delay)

@@ -12,6 +12,7 @@
 -- configuration holds at run time lives in its session (session.lua); the object the user
 -- holds is read-only and has no fields of its own.
 local apps = require "dbxauth.apps"
+local batch = require "dbxauth.batch"
 local cache = require "dbxauth.cache"
 local chain = require "dbxauth.chain"
 local config = require "dbxauth.config"
@@ -199,6 +200,24 @@ function methods:app_request(r)
     argerror(1, "app_request", "give app = <name> or url = <https url>")
   end
   return apps.app_request(sessions[self], r)
+end
+
+---------------------------------------------------------------------------------------------
+-- Concurrent calls (batch.lua)
+
+-- list = { r, ... } as cfg:request takes them; opts = { concurrency = 8, timeout = seconds }
+-- -> responses, errs, failed (responses[i] | false, errs[i] | false, in the order of list)
+function methods:request_all(list, opts)
+  local bad, n = batch.check(list, opts)
+  if bad then argerror(n, "request_all", bad) end
+  return batch.request_all(sessions[self], list, opts)
+end
+
+-- The same for cfg:app_request's tables (app = <name> | url = <https url>, scopes, audience)
+function methods:app_request_all(list, opts)
+  local bad, n = batch.check(list, opts, "app")
+  if bad then argerror(n, "app_request_all", bad) end
+  return batch.app_request_all(sessions[self], list, opts)
 end
 
 ---------------------------------------------------------------------------------------------

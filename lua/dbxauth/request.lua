@@ -174,4 +174,8 @@ function _M.api(s, r)
     { headers = { Authorization = auth.Authorization } })
 end
 
+-- For batch.lua (cfg:request_all), which builds its requests as call does.
+_M.merge_headers = merge_headers
+_M.encode_query = encode_query
+
 return _M

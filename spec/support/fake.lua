@@ -81,7 +81,10 @@
 --   ws:clear_faults() remove faults only
 --   ws:counters()     { ["METHOD /path"] = n, total = n }; admin calls not counted; zeros absent
 --   ws:last(path)     { method, path, query, headers (lowercased; repeats joined by ", "), body,
+--                     protocol ("HTTP/1.1", "HTTP/2.0": nginx's $server_protocol),
 --                     app (app name when it went to an app host) } | nil
+--   ws:concurrency()  { now = requests in flight, max = most in flight at once since reset }; counted
+--                     only while the setting count_concurrency = true (ws:set), admin calls excluded
 --   ws:app(name[, fields])  add an app (defaults as plain-app) or merge top-level fields into it;
 --                     a field set to fake.NULL is removed; fields = fake.NULL deletes the app.
 --                     Returns the app (nil when deleted). The new app's host is added to ws.resolve.
@@ -96,6 +99,9 @@
 --   ws:revoke_refresh_tokens()  every refresh token issued so far becomes invalid
 --   ws:stop()         graceful stop (QUIT, then TERM); idempotent; also done when the Lua state
 --                     closes, and by nginx itself within ~1 s if this process dies.
+--
+-- The TLS listeners (ws.port, ws.app_port) offer HTTP/2 by ALPN besides HTTP/1.1 (nginx `http2`),
+-- as Databricks does; the plain-HTTP port speaks HTTP/1.x only.
 --
 -- Runs Debian's nginx + ngx_lua from a temp prefix (handlers in spec/support/fake/). Works under
 -- Lua 5.4 and LuaJIT; needs only the nginx, openssl and curl binaries and lua-cjson. The admin
@@ -425,7 +431,12 @@ function WS:counters()
   return self:_admin("GET", "counters").counters
 end
 
--- Last request to path (without query): { method, path, query, headers, body } or nil.
+-- { now, max }: requests in flight and the most at once since reset (setting count_concurrency).
+function WS:concurrency()
+  return self:_admin("GET", "concurrency")
+end
+
+-- Last request to path (without query): { method, path, query, headers, body, protocol } or nil.
 function WS:last(path)
   local enc = path:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
   return self:_admin("GET", "last?path=" .. enc).request

@@ -11,7 +11,7 @@
 --   workers (2), log_level ("info"), env = { NAME = value } (passed to nginx, with `env` lines),
 --   init_worker = "Lua code", http = "directives", server = "locations", trusted_ca (override),
 --   vars = { NAME = value } (more ${NAME} for the snippets)
--- Fixed locations: /fast (plain 200), /t/... (test handlers, below).
+-- Fixed locations: /fast (plain 200), /t/... (test handlers, below; /t/batch runs cfg:request_all).
 --
 -- Loaded inside nginx (the `ngx` global exists) the same module serves the /t/ handlers.
 local M = {}
@@ -168,6 +168,30 @@ if rawget(_G, "ngx") and ngx.get_phase then
     end)
   end
 
+  -- GET /t/batch?profile=&n=&path=&concurrency=&timeout=: cfg:request_all in this request over n
+  -- GETs of path?i=<k>; JSON { took, failed, results = { { status, http_version, i } | { err } } }
+  function M.batch()
+    local args = ngx.req.get_uri_args()
+    local cfg = assert(require("dbxauth").config { profile = args.profile })
+    local list = {}
+    for i = 1, tonumber(args.n or 8) do list[i] = { path = args.path, query = { i = tostring(i) } } end
+    ngx.update_time()
+    local t0 = ngx.now()
+    local responses, errs, failed = cfg:request_all(list, { concurrency = tonumber(args.concurrency),
+                                                            timeout = tonumber(args.timeout) })
+    ngx.update_time()
+    local out = { took = ngx.now() - t0, failed = failed, results = {} }
+    for i = 1, #list do
+      local res = responses[i]
+      local body = res and cjson.decode(res.body)
+      out.results[i] = res and { status = res.status, http_version = res.http_version,
+                                 i = body and body.args and body.args.i }
+        or { err = { code = errs[i].code, reason = errs[i].reason, message = errs[i].message } }
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print(cjson.encode(out))
+  end
+
   -- Deletes every entry of the dbxauth dict (a fresh start without restarting nginx).
   function M.flush()
     ngx.shared.dbxauth:flush_all()
@@ -283,6 +307,7 @@ http {
         location = /t/status { content_by_lua_block { require("spec.support.nginx_gw").status() } }
         location = /t/refresh { content_by_lua_block { require("spec.support.nginx_gw").refresh() } }
         location = /t/flush { content_by_lua_block { require("spec.support.nginx_gw").flush() } }
+        location = /t/batch { content_by_lua_block { require("spec.support.nginx_gw").batch() } }
         location = /t/log {
             return 200 "log";
             log_by_lua_block { require("spec.support.nginx_gw").record_phase_check("log") }

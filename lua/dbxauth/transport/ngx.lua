@@ -2,7 +2,8 @@
 -- the event loop instead of blocking the worker. Same interface as transport/curl.lua:
 --   t:send(req) -> res | nil, err
 --     req = { method, url, headers = { name = value }, body, timeout (s), max_body (bytes) }
---     res = { status, headers = { lower-case name = value }, body, reused, time }
+--     res = { status, headers = { lower-case name = value }, body, reused, time, http_version }
+--   t:send_all(reqs, opts) -> responses, errs   (light threads, each on its own cosocket)
 --   t:sleep(seconds), t:now() -> seconds (sub-second precision)
 --
 -- What it does:
@@ -68,6 +69,8 @@ local HINTS = {
   too_large = "the response is larger than max_response_bytes allows",
   too_large_head = "the response's header block or chunk framing exceeds dbxauth's fixed limits (256 KiB "
     .. "and 1000 header fields, as in the curl transport); check for a misbehaving server or proxy",
+  cancelled = "the batch took longer than its timeout (opts.timeout); raise it, or send fewer requests "
+    .. "or more at once (opts.concurrency)",
   unavailable = "run the call from access_by_lua*, content_by_lua* or rewrite_by_lua*, or defer it "
     .. "with ngx.timer.at(0, fn); dbxauth.nginx's gw.init/gw.access do this for you",
 }
@@ -236,7 +239,7 @@ local function exchange(self, sock, payload, deadline, max_body, head_only, wher
       end
       return nil, errors.new("invalid_response", where .. ": " .. perr.message), true
     elseif ev.type == "response" then
-      res = { status = ev.status, headers = ev.headers }
+      res = { status = ev.status, headers = ev.headers, http_version = ev.minor == 0 and "1.0" or "1.1" }
       what = "reading the response body"
     elseif ev.type == "data" then
       n = n + 1
@@ -338,6 +341,61 @@ function Transport:send(req)
       return nil, err
     end
   end
+end
+
+local function batch_timeout(timeout, what)
+  return errors.new("timeout", format("the batch's timeout (%g s) ran out before this request %s", timeout, what),
+    { reason = "cancelled", hint = HINTS.cancelled })
+end
+
+-- t:send_all(reqs, opts) -> responses, errs (see transport/curl.lua): light threads
+-- (ngx.thread.spawn), at most opts.concurrency of them, each taking the next request and sending
+-- it with send over a cosocket, so the worker goes on serving while they wait. opts.timeout
+-- bounds the whole batch: no request runs past it.
+function Transport:send_all(reqs, opts)
+  opts = opts or {}
+  local n, responses, errs = #reqs, {}, {}
+  local p = phase()
+  if not COSOCKET_PHASES[p] then
+    for i = 1, n do
+      responses[i], errs[i] = false, select(2, self:send(reqs[i]))
+    end
+    return responses, errs
+  end
+  local timeout = opts.timeout
+  local deadline = timeout and now() + timeout
+  local taken = 0
+  local function worker()
+    while taken < n do
+      taken = taken + 1
+      local i, req = taken, reqs[taken]
+      local left = deadline and deadline - now()
+      local res, err
+      if left and left <= 0 then
+        err = batch_timeout(timeout, "was sent")
+      else
+        local cut = left and left < (req.timeout or 60)
+        if cut then
+          local copy = {}
+          for k, v in pairs(req) do copy[k] = v end
+          copy.timeout = left
+          req = copy
+        end
+        res, err = self:send(req)
+        if cut and err and err.code == "timeout" then err = batch_timeout(timeout, "finished") end
+      end
+      responses[i], errs[i] = res or false, err or false
+    end
+  end
+  local threads = {}
+  for k = 1, math.min(opts.concurrency or 8, n) do
+    threads[k] = ngx.thread.spawn(worker)
+  end
+  for k = 1, #threads do
+    local ok, err = ngx.thread.wait(threads[k])
+    if not ok then error(err, 0) end      -- a bug in send, not an outcome
+  end
+  return responses, errs
 end
 
 function Transport:sleep(seconds)

@@ -6,7 +6,9 @@
 --   POST /__fake/faults    {..}     -> append one fault (see fake.lua ws:fault)
 --   DELETE /__fake/faults           -> clear faults
 --   GET  /__fake/counters           -> {"counters":{"METHOD path":n,...,"total":n}} (zeros absent)
---   GET  /__fake/last?path=/p       -> {"request":{method,path,query,headers,body[,app]}} or {}
+--   GET  /__fake/last?path=/p       -> {"request":{method,path,query,headers,body,protocol[,app]}} or {}
+--   GET  /__fake/concurrency        -> {"now":n,"max":n}: requests in flight, most at once since reset
+--                                      (counted while the count_concurrency setting is on)
 --   POST /__fake/apps {name,fields} -> add an app / merge fields (JSON null removes a field;
 --                                      fields = null deletes the app); {"app":{...}} or {}
 --   POST /__fake/app_permission {name,identities} -> CAN USE list (absent: everyone)
@@ -95,6 +97,11 @@ handlers["DELETE faults"] = function()
   return common.json(200, { ok = true })
 end
 
+handlers["GET concurrency"] = function()
+  local d = common.dict
+  return common.json(200, { now = d:get("inflight") or 0, max = d:get("inflight_max") or 0 })
+end
+
 handlers["GET counters"] = function()
   local c = common.counters
   local out = {}
@@ -102,10 +109,11 @@ handlers["GET counters"] = function()
   return common.json(200, { counters = out })
 end
 
--- Decode a record written by app.lua: "<len>:<method><len>:<args><len>:<body><raw header block>".
+-- Decode a record written by app.lua:
+-- "<len>:<method><len>:<args><len>:<body><len>:<protocol><header block>".
 local function decode_last(path, rec)
   local fields, pos = {}, 1
-  for i = 1, 3 do
+  for i = 1, 4 do
     local len, after = rec:match("^(%d+):()", pos)
     len = tonumber(len)
     fields[i] = rec:sub(after, after + len - 1)
@@ -119,7 +127,8 @@ local function decode_last(path, rec)
   end
   local app = headers.host and headers.host:lower():match("^([^:]+)%.apps%.localhost")
   app = app and app:match("^(.+)%-" .. tostring(common.config.workspace_id) .. "$") or app
-  return { method = fields[1], path = path, query = fields[2], body = fields[3], headers = headers, app = app }
+  return { method = fields[1], path = path, query = fields[2], body = fields[3], protocol = fields[4],
+           headers = headers, app = app }
 end
 
 handlers["GET last"] = function()

@@ -167,13 +167,36 @@ end
 
 -- Hot path: no JSON here. The last request is stored as length-prefixed fields plus the raw
 -- header block, and decoded by admin.lua only when asked for (M.decode_last).
+-- The request's header block, "Name: value" lines. HTTP/2 has none on the wire (and ngx_lua's
+-- raw_header refuses h2 requests): the lines are rebuilt from the parsed headers, :authority as Host.
+local function header_block()
+  if ngx.req.http_version() ~= 2 then return ngx.req.raw_header(true) end
+  local lines = {}
+  for k, v in pairs(ngx.req.get_headers(1000, true)) do
+    for _, x in ipairs(type(v) == "table" and v or { v }) do lines[#lines + 1] = k .. ": " .. x end
+  end
+  if not ngx.var.http_host then lines[#lines + 1] = "Host: " .. ngx.var.host .. ":" .. ngx.var.server_port end
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\r\n")
+end
+
 local function record(key, method, uri)
   local counters = common.counters
   counters:incr(key, 1, 0)
   counters:incr("total", 1, 0)
-  local args, body = ngx.var.args or "", common.body()
+  local args, body, proto = ngx.var.args or "", common.body(), ngx.var.server_protocol or ""
   common.last:set(uri, #method .. ":" .. method .. #args .. ":" .. args .. #body .. ":" .. body
-    .. ngx.req.raw_header(true))
+    .. #proto .. ":" .. proto .. header_block())
+end
+
+-- Requests in flight (admin calls excluded), and the most seen at once since the last reset:
+-- counted only while the `count_concurrency` setting is on, so the hot path pays nothing.
+local function enter()
+  if not common.settings().count_concurrency then return end
+  local d = common.dict
+  local n = d:incr("inflight", 1, 0)
+  if n > (d:get("inflight_max") or 0) then d:set("inflight_max", n) end
+  ngx.ctx.fake_inflight = true
 end
 
 local function handle()
@@ -181,6 +204,7 @@ local function handle()
   ngx.req.read_body()
   local admin_name = uri:match("^/__fake/(.*)$")
   if admin_name then return admin.handle(admin_name) end
+  enter()
   local method = ngx.req.get_method()
   local app = find(ngx.var.host, ".apps.localhost", 1, true) and apps.name_of(ngx.var.host)
   if not app and ngx.var.server_port == tostring(common.config.app_port) then
@@ -209,6 +233,13 @@ function M.handle()
     if not ngx.headers_sent then
       common.api_error(500, "INTERNAL_ERROR", "fake workspace bug: " .. tostring(err):match("^[^\n]*"))
     end
+  end
+end
+
+-- log phase: the request is over, whichever way it ended (a fault's ngx.exit included).
+function M.log()
+  if common.settings().count_concurrency and ngx.ctx.fake_inflight then
+    common.dict:incr("inflight", -1, 0)
   end
 end
 
