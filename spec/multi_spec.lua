@@ -3,10 +3,12 @@
 -- and checks, HTTP/2 multiplexing where offered, the concurrency cap, the run's timeout.
 local core = require "dbxauth.core"
 local fake = require "spec.support.fake"
+local cjson = require "cjson.safe"
 
 local IS54 = _VERSION == "Lua 5.4" and not rawget(_G, "jit")
 
 local ws, auth
+local ECHO = "/api/2.0/fake/echo"
 
 setup(function()
   ws = fake.start()
@@ -119,6 +121,28 @@ describe("dbxauth.multi handle", function()
     assert.equal("a=b", res[11].body:match('"body":"([^"]*)"'))
     -- the rejected requests never left: 9 reached the server
     assert.equal(9, ws:counters().total)
+    m:close()
+  end)
+
+  it("sends each item its own headers, whether items share a headers table or not", function()
+    local m = core.multi()
+    local a = { Authorization = auth, ["X-A"] = "one" }
+    local b = { Authorization = auth, ["X-A"] = "two", ["X-B"] = "b" }
+    local bad = { Authorization = auth, ["X-A"] = "x\0y" }
+    local list = {}
+    for i, h in ipairs { a, a, b, a, bad, bad, a, b, b } do
+      list[i] = { url = ws.url .. ECHO, headers = h }
+    end
+    local res, codes = m:perform(list, opts { concurrency = 2 })
+    for i, want in ipairs { "one", "one", "two", "one", false, false, "one", "two", "two" } do
+      if want then
+        local echoed = assert(cjson.decode(res[i].body)).headers
+        assert.equal(want, echoed["x-a"], "item " .. i)
+        assert.equal(want == "two" and "b" or nil, echoed["x-b"], "item " .. i)
+      else
+        assert.equal("invalid_header", codes[i], "item " .. i)
+      end
+    end
     m:close()
   end)
 
