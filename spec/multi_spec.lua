@@ -183,6 +183,21 @@ describe("dbxauth.multi handle", function()
     m:close()
   end)
 
+  it("falls back to HTTP/1.1 over TLS when the server does not offer h2", function()
+    local h1 = fake.start { http2 = false }
+    local m = core.multi()
+    local list = {}
+    for i = 1, 8 do list[i] = { url = h1.url .. ECHO, headers = { Authorization = "Bearer " .. h1.creds.pat } } end
+    local ok, res = pcall(m.perform, m, list, { ca_file = h1.ca_file, concurrency = 4 })
+    h1:stop()
+    assert(ok, res)
+    for i = 1, 8 do
+      assert.equal(200, res[i].status)
+      assert.equal("1.1", res[i].http_version)
+    end
+    m:close()
+  end)
+
   it("never has more than `concurrency` requests in flight", function()
     ws:set { count_concurrency = true }
     ws:fault { path = "/api/2.0/fake/echo", kind = "pass", delay = 0.1, count = -1 }
