@@ -66,6 +66,10 @@ build/bench/raw_curl: bench/raw_curl.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L $(DEP_CFLAGS) -o $@ $< $(DEP_LIBS)
 
+build/bench/raw_multi: bench/raw_multi.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L $(DEP_CFLAGS) -o $@ $< $(DEP_LIBS)
+
 lint: build
 	luacheck -q lua spec examples bench $(wildcard bin/dbxauth)
 
@@ -81,7 +85,7 @@ test-54: build
 demo: deps build
 	$(LUA54) examples/demo_runner.lua examples/m2m.lua examples/app_call.lua
 
-bench: deps build build/bench/raw_curl
+bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
 
 rockspec-check: build

@@ -148,6 +148,7 @@ dbx_http_code dbx_http_perform(dbx_http *h, const dbx_http_req *r, dbx_http_resp
   if (code != DBX_HTTP_OK) return code;
 
   rc = curl_easy_perform(h->e.curl);
+  ERR_clear_error();   /* libcurl's OpenSSL calls may leave entries in this thread's queue */
 
   /* libcurl has loaded the resolve list into its DNS cache by now; what this
    * request added must be taken out again by the next one. */

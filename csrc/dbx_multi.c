@@ -56,9 +56,11 @@ void dbx_mitem_response(const dbx_mitem *it, dbx_http_resp *out) {
 /* ---- the multi handle and its slots ---- */
 
 typedef struct slot {
-  dbx_easy   e;
-  dbx_mitem *item;     /* the request in flight on this slot, or NULL */
-  int        resolve;  /* CURLOPT_RESOLVE points at the run's list */
+  dbx_easy    e;
+  dbx_mitem  *item;     /* the request in flight on this slot, or NULL */
+  int         resolve;  /* CURLOPT_RESOLVE points at the run's list */
+  const char *lines;    /* this run's header lines its list was built from (items share them) */
+  size_t      lines_len;
 } slot;
 
 struct dbx_multi {
@@ -193,13 +195,18 @@ static int start(dbx_multi *m, slot *s, dbx_mitem *it) {
   }
   dbx_xfer_clear(&e->x);
   dbx_hlist_begin(&e->hdrs);
-  while (at < it->lines_len) {
-    len = strlen(it->lines + at);
-    if (dbx_hlist_add_line(&e->hdrs, it->lines + at, len) != DBX_HTTP_OK) {
-      dbx_mitem_fail(it, DBX_HTTP_NOMEM, "out of memory");
-      return -1;
+  if (it->lines != NULL && it->lines == s->lines && it->lines_len == s->lines_len && e->hdrs.list != NULL) {
+    e->hdrs.cmp = e->hdrs.expect;            /* the very lines of this slot's previous request */
+  } else {
+    s->lines = NULL;
+    while (at < it->lines_len) {
+      len = strlen(it->lines + at);
+      if (dbx_hlist_add_line(&e->hdrs, it->lines + at, len) != DBX_HTTP_OK) {
+        dbx_mitem_fail(it, DBX_HTTP_NOMEM, "out of memory");
+        return -1;
+      }
+      at += len + 1;
     }
-    at += len + 1;
   }
   code = dbx_easy_prepare(e, &it->req, method);
   if (code == DBX_HTTP_OK && m->res_list != NULL) {
@@ -216,6 +223,8 @@ static int start(dbx_multi *m, slot *s, dbx_mitem *it) {
     return -1;
   }
   s->item = it;
+  s->lines = it->lines;
+  s->lines_len = it->lines_len;
   return 0;
 }
 
@@ -299,9 +308,12 @@ dbx_http_code dbx_multi_run(dbx_multi *m, dbx_mitem *items, size_t n, int concur
     resolve_end(m, 0);
     return DBX_HTTP_NOMEM;
   }
+  for (next = 0; next < m->nslots; next++) m->slots[next]->lines = NULL;   /* pointers of an old run */
+  next = 0;
   for (;;) {
     int still = 0;
     double left;
+    CURLMcode mc;
     if (deadline > 0 && now_ms() >= deadline) {
       cancel(m, items, next, n, timeout_ms);
       break;
@@ -311,7 +323,9 @@ dbx_http_code dbx_multi_run(dbx_multi *m, dbx_mitem *items, size_t n, int concur
       if (it->code == DBX_HTTP_OK && start(m, free_slot(m, conc), it) == 0) running++;
     }
     if (running == 0) break;                  /* nothing in flight and nothing left to start */
-    if (curl_multi_perform(m->multi, &still) != CURLM_OK) {
+    mc = curl_multi_perform(m->multi, &still);
+    ERR_clear_error();   /* libcurl's OpenSSL calls may leave entries in this thread's queue */
+    if (mc != CURLM_OK) {
       /* the multi handle itself failed (out of memory): what is in flight cannot finish */
       size_t i;
       for (i = 0; i < conc; i++) {

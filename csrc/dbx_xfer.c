@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/err.h>
 
 void dbx_xfer_init(dbx_xfer *x) {
   dbx_buf_init(&x->body);
@@ -138,7 +137,6 @@ static const char *version_name(long v) {
 dbx_http_code dbx_xfer_done(dbx_xfer *x, CURL *c, CURLcode rc, dbx_http_resp *out) {
   long status = 0, connects = 1, version = 0;
   curl_off_t total_us = 0;
-  ERR_clear_error();   /* libcurl's OpenSSL calls may leave entries in this thread's queue */
   if (rc != CURLE_OK) {
     if (x->cb_err != DBX_HTTP_OK) return x->cb_err;   /* msg written by the callback */
     snprintf(x->msg, sizeof x->msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));

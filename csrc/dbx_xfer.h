@@ -39,7 +39,8 @@ void dbx_xfer_clear(dbx_xfer *x);
  * (a CURL_HTTP_VERSION_* value). */
 CURLcode dbx_xfer_setup(dbx_xfer *x, CURL *c, long http_version);
 /* The outcome of a finished transfer (rc from curl_easy_perform or CURLMSG_DONE). On
- * DBX_HTTP_OK out points into x's buffers; otherwise x->msg says why. */
+ * DBX_HTTP_OK out points into x's buffers; otherwise x->msg says why. The caller clears
+ * OpenSSL's error queue after libcurl's calls (ERR_clear_error: nginx shares the thread's queue). */
 dbx_http_code dbx_xfer_done(dbx_xfer *x, CURL *c, CURLcode rc, dbx_http_resp *out);
 /* Takes the body and merged header buffers out of x (the caller frees them with
  * dbx_buf_free); x starts empty for its next transfer. */

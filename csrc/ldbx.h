@@ -62,7 +62,11 @@ typedef struct ldbx_reqsrc {
   int arg;    /* the argument errors name */
   int item;   /* > 0: the request is item #item of a list (errors say so) */
   int raw;    /* read with lua_rawget and pop each value (see ldbx_req.c) */
+  const dbx_http_req *defaults;   /* the transport's options already read (ldbx_read_options), or NULL */
 } ldbx_reqsrc;
+
+/* The transport's options (ca_file, skip_verify, no_proxy, max_body) of table t into r. */
+void ldbx_read_options(lua_State *L, const ldbx_reqsrc *src, int t, dbx_http_req *r);
 
 /* Checks and reads every field but the resolve list; *headers is the stack index of the headers
  * table (left on the stack), or 0. Raises on a wrong field. */

@@ -81,7 +81,7 @@ void ldbx_push_response(lua_State *L, const dbx_http_resp *r) {
   dbx_hdr_iter it;
   const char *name, *val;
   size_t nlen, vlen;
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);          /* the 6 fields, and room for the `attempts` http.lua adds */
   lua_pushinteger(L, (lua_Integer)r->status);
   lua_setfield(L, -2, "status");
   lua_createtable(L, 0, r->headers_count < 1000 ? (int)r->headers_count : 1000);
@@ -118,6 +118,7 @@ static int http_request(lua_State *L) {
   src.arg = 2;
   src.item = 0;
   src.raw = 0;
+  src.defaults = NULL;
   lua_settop(L, 3);
   luaL_checkstack(L, 24, "dbxauth.http request");
 

@@ -163,7 +163,7 @@ static long run_timeout(lua_State *L) {
 }
 
 static void read_resolve(lua_State *L, dbx_multi *m) {
-  ldbx_reqsrc src = { 3, 0, 3, 0, 1 };
+  ldbx_reqsrc src = { 3, 0, 3, 0, 1, NULL };
   int idx = ldbx_check_resolve(L, &src, 3), i, n;
   if (idx == 0) return;
   n = (int)lua_rawlen(L, idx);
@@ -179,11 +179,19 @@ static void read_resolve(lua_State *L, dbx_multi *m) {
   lua_pop(L, 1);
 }
 
+/* What the previous item's headers were: items that share one headers table (a batch's usual
+ * case) share its checked lines too. Valid while the list is read: no Lua code runs meanwhile,
+ * so a table seen twice has not changed. */
+typedef struct last_headers {
+  const void *table;
+  size_t      from, to;
+} last_headers;
+
 /* Item i of the list into b->items[i-1]; its header lines are appended to b->lines (as
  * offsets: the buffer may move while later items are read). */
-static void read_item(lua_State *L, box *b, size_t i) {
+static void read_item(lua_State *L, box *b, size_t i, const dbx_http_req *defaults, last_headers *last) {
   dbx_mitem *it = &b->items[i - 1];
-  ldbx_reqsrc src = { 0, 3, 2, (int)i, 1 };
+  ldbx_reqsrc src = { 0, 3, 2, (int)i, 1, defaults };
   lines_ctx c = { b, it };
   int headers;
   lua_rawgeti(L, 2, (lua_Integer)i);
@@ -191,15 +199,29 @@ static void read_item(lua_State *L, box *b, size_t i) {
     luaL_argerror(L, 2, lua_pushfstring(L, "item %d: table expected, got %s", (int)i, luaL_typename(L, -1)));
   src.req = lua_gettop(L);
   ldbx_read_request(L, &src, &it->req, &headers);
-  b->offs[2 * (i - 1)] = b->lines.len;
-  if (ldbx_each_header(L, headers, pack_header, &c) == DBX_HTTP_NOMEM) luaL_error(L, "not enough memory");
-  b->offs[2 * (i - 1) + 1] = b->lines.len;
+  if (headers != 0 && lua_topointer(L, headers) == last->table) {
+    b->offs[2 * (i - 1)] = last->from;
+    b->offs[2 * (i - 1) + 1] = last->to;
+  } else {
+    b->offs[2 * (i - 1)] = b->lines.len;
+    if (ldbx_each_header(L, headers, pack_header, &c) == DBX_HTTP_NOMEM) luaL_error(L, "not enough memory");
+    b->offs[2 * (i - 1) + 1] = b->lines.len;
+    /* a table with a rejected header fails every item that holds it: not remembered */
+    last->table = headers != 0 && it->code == DBX_HTTP_OK ? lua_topointer(L, headers) : NULL;
+    last->from = b->offs[2 * (i - 1)];
+    last->to = b->offs[2 * (i - 1) + 1];
+  }
   lua_settop(L, src.req - 1);
 }
 
 static void read_list(lua_State *L, box *b) {
+  ldbx_reqsrc osrc = { 3, 0, 3, 0, 1, NULL };
+  dbx_http_req defaults;
+  last_headers last = { NULL, 0, 0 };
   size_t i;
-  for (i = 1; i <= b->n; i++) read_item(L, b, i);
+  memset(&defaults, 0, sizeof defaults);
+  ldbx_read_options(L, &osrc, 3, &defaults);     /* once for every item */
+  for (i = 1; i <= b->n; i++) read_item(L, b, i, &defaults, &last);
   for (i = 0; i < b->n; i++) {
     dbx_mitem *it = &b->items[i];
     it->lines_len = b->offs[2 * i + 1] - b->offs[2 * i];

@@ -130,13 +130,29 @@ int ldbx_check_resolve(lua_State *L, const ldbx_reqsrc *src, int t) {
   return idx;
 }
 
-void ldbx_read_request(lua_State *L, const ldbx_reqsrc *src, dbx_http_req *r, int *headers) {
-  int t = src->opts ? src->opts : src->req;   /* where the transport's options come from */
-  ldbx_reqsrc osrc = *src;                     /* errors in them name their own argument */
+void ldbx_read_options(lua_State *L, const ldbx_reqsrc *src, int t, dbx_http_req *r) {
   lua_Number max = (lua_Number)DBX_HTTP_DEFAULT_MAX_BODY;
-  if (src->opts) {
-    osrc.arg = src->opts;
-    osrc.item = 0;
+  opt_number(L, src, t, "max_body", 0, MAX_BYTES, BYTES_WHAT, &max);
+  r->max_body = (size_t)max;
+  r->ca_file = opt_path(L, src, t, "ca_file");
+  r->skip_verify = opt_boolean(L, src, t, "skip_verify");
+  r->no_proxy = opt_boolean(L, src, t, "no_proxy");
+}
+
+void ldbx_read_request(lua_State *L, const ldbx_reqsrc *src, dbx_http_req *r, int *headers) {
+  dbx_http_req o;
+  lua_Number max;
+  if (src->defaults != NULL) {
+    o = *src->defaults;
+  } else {
+    /* the transport's options: from opts (its errors name that argument), else from the request */
+    ldbx_reqsrc osrc = *src;
+    memset(&o, 0, sizeof o);
+    if (src->opts) {
+      osrc.arg = src->opts;
+      osrc.item = 0;
+    }
+    ldbx_read_options(L, &osrc, src->opts ? src->opts : src->req, &o);
   }
   memset(r, 0, sizeof *r);
   r->method = opt_string(L, src, src->req, "method", &r->method_len);
@@ -144,12 +160,13 @@ void ldbx_read_request(lua_State *L, const ldbx_reqsrc *src, dbx_http_req *r, in
   if (r->url == NULL) field_error(L, src, "url", "is required");
   r->body = opt_string(L, src, src->req, "body", &r->body_len);
   r->timeout_ms = read_timeout(L, src);
-  if (!opt_number(L, src, src->req, "max_body", 0, MAX_BYTES, BYTES_WHAT, &max) && src->opts)
-    opt_number(L, &osrc, src->opts, "max_body", 0, MAX_BYTES, BYTES_WHAT, &max);
-  r->max_body = (size_t)max;
-  r->ca_file = opt_path(L, &osrc, t, "ca_file");
-  r->skip_verify = opt_boolean(L, &osrc, t, "skip_verify");
-  r->no_proxy = opt_boolean(L, src, src->req, "no_proxy") || (src->opts && opt_boolean(L, &osrc, src->opts, "no_proxy"));
+  r->max_body = o.max_body;
+  if (src->opts || src->defaults) {
+    if (opt_number(L, src, src->req, "max_body", 0, MAX_BYTES, BYTES_WHAT, &max)) r->max_body = (size_t)max;
+  }
+  r->ca_file = o.ca_file;
+  r->skip_verify = o.skip_verify;
+  r->no_proxy = o.no_proxy || ((src->opts || src->defaults) && opt_boolean(L, src, src->req, "no_proxy"));
   *headers = check_headers(L, src);
 }
 

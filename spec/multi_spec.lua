@@ -3,10 +3,12 @@
 -- and checks, HTTP/2 multiplexing where offered, the concurrency cap, the run's timeout.
 local core = require "dbxauth.core"
 local fake = require "spec.support.fake"
+local cjson = require "cjson.safe"
 
 local IS54 = _VERSION == "Lua 5.4" and not rawget(_G, "jit")
 
 local ws, auth
+local ECHO = "/api/2.0/fake/echo"
 
 setup(function()
   ws = fake.start()
@@ -122,6 +124,28 @@ describe("dbxauth.multi handle", function()
     m:close()
   end)
 
+  it("sends each item its own headers, whether items share a headers table or not", function()
+    local m = core.multi()
+    local a = { Authorization = auth, ["X-A"] = "one" }
+    local b = { Authorization = auth, ["X-A"] = "two", ["X-B"] = "b" }
+    local bad = { Authorization = auth, ["X-A"] = "x\0y" }
+    local list = {}
+    for i, h in ipairs { a, a, b, a, bad, bad, a, b, b } do
+      list[i] = { url = ws.url .. ECHO, headers = h }
+    end
+    local res, codes = m:perform(list, opts { concurrency = 2 })
+    for i, want in ipairs { "one", "one", "two", "one", false, false, "one", "two", "two" } do
+      if want then
+        local echoed = assert(cjson.decode(res[i].body)).headers
+        assert.equal(want, echoed["x-a"], "item " .. i)
+        assert.equal(want == "two" and "b" or nil, echoed["x-b"], "item " .. i)
+      else
+        assert.equal("invalid_header", codes[i], "item " .. i)
+      end
+    end
+    m:close()
+  end)
+
   it("multiplexes over one HTTP/2 connection where the server offers it", function()
     local m = core.multi()
     local list = {}
@@ -156,6 +180,21 @@ describe("dbxauth.multi handle", function()
     end
     -- 24 requests, never more than 4 at once: at most 4 connections, kept between runs
     assert.is_true(fresh >= 1 and fresh <= 4, fresh .. " connections")
+    m:close()
+  end)
+
+  it("falls back to HTTP/1.1 over TLS when the server does not offer h2", function()
+    local h1 = fake.start { http2 = false }
+    local m = core.multi()
+    local list = {}
+    for i = 1, 8 do list[i] = { url = h1.url .. ECHO, headers = { Authorization = "Bearer " .. h1.creds.pat } } end
+    local ok, res = pcall(m.perform, m, list, { ca_file = h1.ca_file, concurrency = 4 })
+    h1:stop()
+    assert(ok, res)
+    for i = 1, 8 do
+      assert.equal(200, res[i].status)
+      assert.equal("1.1", res[i].http_version)
+    end
     m:close()
   end)
 

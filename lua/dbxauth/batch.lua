@@ -70,24 +70,46 @@ local function cancelled(timeout, what)
     timeout, what), { reason = "cancelled", hint = CANCELLED_HINT })
 end
 
--- r as request.call builds it (the path check, headers over the defaults, json, query), to base.
-local function build(s, base, r, authorization, extra)
-  if r.path:sub(1, 1) ~= "/" then
-    return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
+local SLASH = string.byte("/")
+
+-- The headers request.call sends for a request without headers or json of its own (the
+-- defaults, the extra ones, the User-Agent; Authorization set by the caller): one table that
+-- every such item of a batch shares, as the transports only read headers.
+local function plain_headers(s, extra)
+  local h = { Accept = "application/json", ["User-Agent"] = s:user_agent() }
+  for k, v in pairs(extra or {}) do h[k] = v end
+  return h
+end
+
+-- r as request.call builds it (the path check, headers over the defaults, json, query), to base;
+-- `shared` (plain_headers) for the items it fits; urls: base .. path by path, for the batch.
+local function build(s, base, r, authorization, extra, shared, urls)
+  local path = r.path
+  if path:byte(1) ~= SLASH then
+    return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. path .. '")')
   end
-  local h, herr = request.merge_headers(r.headers, authorization, extra)
-  if not h then return nil, herr end
-  local body = r.body
-  if r.json ~= nil then
-    body = cjson.encode(r.json)
-    h["Content-Type"] = h["Content-Type"] or "application/json"
+  local h, body = shared, r.body
+  if r.headers ~= nil or r.json ~= nil or not shared then
+    local herr
+    h, herr = request.merge_headers(r.headers, authorization, extra)
+    if not h then return nil, herr end
+    if r.json ~= nil then
+      body = cjson.encode(r.json)
+      h["Content-Type"] = h["Content-Type"] or "application/json"
+    end
+    h["User-Agent"] = h["User-Agent"] or s:user_agent()
   end
-  local url = base .. r.path
-  if r.query and next(r.query) then
-    url = url .. (r.path:find("?", 1, true) and "&" or "?") .. request.encode_query(r.query)
+  local url = urls[path]
+  if not url then
+    url = base .. path
+    urls[path] = url
   end
-  h["User-Agent"] = h["User-Agent"] or s:user_agent()
-  return { method = (r.method or "GET"):upper(), url = url, headers = h, body = body, timeout = s:timeout(r.timeout) }
+  local query = r.query
+  if query and next(query) then
+    url = url .. (path:find("?", 1, true) and "&" or "?") .. request.encode_query(query)
+  end
+  return { method = r.method and r.method:upper() or "GET", url = url, headers = h, body = body,
+           timeout = s:timeout(r.timeout) }
 end
 
 -- One round's requests, in order: the transport's send_all, or its send one by one.
@@ -137,9 +159,11 @@ local function next_round(t, waiting, deadline, timeout, errs)
   end
 end
 
--- The loop both calls share. kind: round() -> true | nil, err (before each round);
--- prepare(i, st) -> req | nil, err; unauthorized(i, st, res) -> true to repeat at once;
--- finish(i, st, res) -> response | false, err | false; failed(err) -> err.
+-- The loop both calls share. kind: round() -> true | nil, err (before each round; kind.gen names
+-- the token the round sends); build(i) -> req | nil, err (an item's first send); resend(st) -> req
+-- (the same request again, with this round's token); unauthorized(st, res) -> true to repeat at
+-- once; finish(i, st, res) -> false, err (a final non-2xx); failed(err) -> err. An item gets a
+-- state (st) only once its first outcome is not a 2xx: the common case costs a request table.
 local function run(s, list, opts, kind)
   local n = #list
   local responses, errs = {}, {}
@@ -148,24 +172,22 @@ local function run(s, list, opts, kind)
   local timeout = opts and opts.timeout
   local concurrency = opts and opts.concurrency or DEFAULT_CONCURRENCY
   local deadline = timeout and t:now() + timeout
-  local states, waiting, due = {}, {}, {}
-  for i = 1, n do due[i] = i end
-  while #due > 0 do
+  local states, waiting, policies = {}, {}, {}
+  local due                 -- the items of this round; nil: every item (the first round)
+  repeat
     local ok, rerr = kind.round()
     local reqs, idx = {}, {}
-    for _, i in ipairs(due) do
+    local started, gen = t:now(), kind.gen
+    for k = 1, due and #due or n do
+      local i = due and due[k] or k
       local req, err
       if ok then
         local st = states[i]
-        if not st then
-          local r = list[i]
-          st = { attempt = 0, policy = s:retry_policy("api", r.retry), method = (r.method or "GET"):upper() }
-          states[i] = st
-        end
-        req, err = kind.prepare(i, st)
-        if req and not st.start then
-          st.start = t:now()
-          st.allowed = http.retry_allowed(req, st.policy)
+        if st then
+          req = kind.resend(st)
+          st.gen = gen
+        else
+          req, err = kind.build(i)
         end
       end
       if req then
@@ -184,31 +206,45 @@ local function run(s, list, opts, kind)
     end
     due = {}
     for k, i in ipairs(idx) do
-      local st = states[i]
       local res, err = rs[k] or nil, es[k] or nil
-      st.attempt = st.attempt + 1
-      local delay = http.next_attempt(t, st.policy, st.allowed, st.attempt, st.start, res, err)
-      if delay then
-        waiting[i] = t:now() + delay
-      elseif res and kind.unauthorized(i, st, res) then
-        due[#due + 1] = i
-      elseif res then
-        responses[i], errs[i] = kind.finish(i, st, res)
+      local st = states[i]
+      local status = res and res.status
+      if status and status >= 200 and status <= 299 then
+        res.attempts = st and st.attempt + 1 or 1
+        responses[i] = setmetatable(res, request.Response)
       else
-        errs[i] = kind.failed(err)
+        if not st then
+          local req, retry = reqs[k], list[i].retry
+          local key = retry == nil and 1 or retry and 2 or 3
+          local policy = policies[key]
+          if not policy then
+            policy = s:retry_policy("api", retry)
+            policies[key] = policy
+          end
+          st = { req = req, attempt = 0, policy = policy, start = started, gen = gen, method = req.method,
+                 auth = req.headers.Authorization, allowed = http.retry_allowed(req, policy) }
+          states[i] = st
+        end
+        st.attempt = st.attempt + 1
+        local delay = http.next_attempt(t, st.policy, st.allowed, st.attempt, st.start, res, err)
+        if delay then
+          waiting[i] = t:now() + delay
+        elseif res and kind.unauthorized(st, res) then
+          due[#due + 1] = i
+        elseif res then
+          responses[i], errs[i] = kind.finish(i, st, setmetatable(res, request.Response))
+        else
+          errs[i] = kind.failed(err)
+        end
       end
     end
     if #due == 0 then due = next_round(t, waiting, deadline, timeout, errs) end
-  end
+  until #due == 0
   local failed = 0
   for i = 1, n do
     if errs[i] then failed = failed + 1 end
   end
   return responses, errs, failed
-end
-
-local function is_2xx(res)
-  return res.status >= 200 and res.status <= 299
 end
 
 -- cfg:request_all: the configuration's credentials and host, the workspace id header on workspace
@@ -221,43 +257,45 @@ function _M.request_all(s, list, opts)
     extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
   end
   local auth          -- this round's Authorization value: one token for every item of the round
-  local gen = 0       -- bumped when the 401 refresh happened
-  local kind = {}
+  local shared        -- plain_headers, this round's token in it
+  local kind = { gen = 0 }   -- gen: bumped when the 401 refresh happened
 
   function kind.round()
     if not creds then return nil, cerr end
     local h, err = creds.headers()
     if not h then return nil, err end
     auth = h.Authorization
+    shared = shared or plain_headers(s, extra)
+    shared.Authorization = auth
     return true
   end
 
-  function kind.prepare(i, st)
-    if not st.req then
-      local req, err = build(s, v.host, list[i], auth, extra)
-      if not req then return nil, err end
-      st.req = req
-    end
-    st.req.headers.Authorization, st.auth, st.gen = auth, auth, gen
-    return st.req
+  local urls = {}
+  function kind.build(i)
+    return build(s, v.host, list[i], auth, extra, shared, urls)
+  end
+
+  function kind.resend(st)
+    local req = st.req
+    if req.headers ~= shared then req.headers.Authorization = auth end
+    st.auth = auth
+    return req
   end
 
   -- An OAuth token we believed valid was rejected (revoked, or clocks apart): a new one, once for
   -- the batch, and the idempotent items it rejected once more (request.api's rule, per item).
-  function kind.unauthorized(_, st, res)
+  function kind.unauthorized(st, res)
     if res.status ~= 401 or not creds.source or not st.allowed or st.reauthed then return false end
-    if st.gen == gen then
-      if gen > 0 then return false end      -- the refreshed token was rejected too
+    if st.gen == kind.gen then
+      if kind.gen > 0 then return false end      -- the refreshed token was rejected too
       creds.source:invalidate()
-      gen = gen + 1
+      kind.gen = kind.gen + 1
     end
     st.reauthed = true
     return true
   end
 
   function kind.finish(i, st, res)
-    setmetatable(res, request.Response)
-    if is_2xx(res) then return res, false end
     -- The server's message is outside text: it may quote the credential it was sent.
     return false, s:redact(request.status_error(res, st.method, list[i].path),
       { headers = { Authorization = st.auth } })
@@ -279,7 +317,7 @@ end
 -- lookup and token fetched once for the batch however many items call it.
 function _M.app_request_all(s, list, opts)
   local targets = {}    -- "app|url|audience|scopes" -> { base, app, authorization } | { err = }
-  local kind = {}
+  local kind = { gen = 0 }
 
   local function target(r)
     local key = table.concat({ r.app or "", r.url or "", r.audience or "", scopes_key(r.scopes) }, "\1")
@@ -291,7 +329,13 @@ function _M.app_request_all(s, list, opts)
     else
       local tok, err = apps.app_token(s, { app = r.app, audience = r.audience, scopes = r.scopes })
       err = err or (tok and apps.scope_error(app, tok.scopes))
-      hit = err and { err = err } or { base = base, app = app, authorization = headers.authorization(tok) }
+      if err then
+        hit = { err = err }
+      else
+        hit = { base = base, app = app, authorization = headers.authorization(tok), shared = plain_headers(s),
+                urls = {} }
+        hit.shared.Authorization = hit.authorization
+      end
     end
     targets[key] = hit
     return hit
@@ -299,24 +343,21 @@ function _M.app_request_all(s, list, opts)
 
   function kind.round() return true end
 
-  function kind.prepare(i, st)
-    if st.req then return st.req end
+  function kind.build(i)
     local r = list[i]
     local tg = target(r)
     if tg.err then return nil, tg.err end
-    local req, err = build(s, tg.base, r, tg.authorization)
-    if not req then return nil, err end
-    st.req, st.auth, st.app, st.base = req, tg.authorization, tg.app, tg.base
-    return req
+    return build(s, tg.base, r, tg.authorization, nil, tg.shared, tg.urls)
   end
+
+  function kind.resend(st) return st.req end
 
   function kind.unauthorized() return false end
 
   function kind.finish(i, st, res)
-    setmetatable(res, request.Response)
-    if is_2xx(res) then return res, false end
-    return false, s:redact(apps.app_error(s, res, list[i], st.app, st.base),
-      { headers = { Authorization = st.auth } })
+    local r = list[i]
+    local tg = target(r)
+    return false, s:redact(apps.app_error(s, res, r, tg.app, tg.base), { headers = { Authorization = st.auth } })
   end
 
   function kind.failed(err)

@@ -58,7 +58,7 @@
 --
 -- start options: workers (1), log_level ("warn"), keep_dir (keep ws.dir after stop; also env
 -- FAKE_KEEP_DIR), detach (not stopped when this Lua state closes or this process dies),
--- watch = false (no watcher of this process inside nginx).
+-- watch = false (no watcher of this process inside nginx), http2 = false (HTTP/1.1 only).
 --
 -- Methods:
 --   ws:reset()        settings to defaults, faults cleared, counters, tokens, last requests forgotten
@@ -101,7 +101,7 @@
 --                     closes, and by nginx itself within ~1 s if this process dies.
 --
 -- The TLS listeners (ws.port, ws.app_port) offer HTTP/2 by ALPN besides HTTP/1.1 (nginx `http2`),
--- as Databricks does; the plain-HTTP port speaks HTTP/1.x only.
+-- as Databricks does, unless started with http2 = false; the plain-HTTP port speaks HTTP/1.x only.
 --
 -- Runs Debian's nginx + ngx_lua from a temp prefix (handlers in spec/support/fake/). Works under
 -- Lua 5.4 and LuaJIT; needs only the nginx, openssl and curl binaries and lua-cjson. The admin
@@ -496,6 +496,7 @@ local function start_once(ws, opts)
     USER_LINE = is_root() and "user root root;" or "",
     WORKERS = tonumber(opts.workers) or 1,
     LOG_LEVEL = opts.log_level or "warn",
+    HTTP2 = opts.http2 == false and "" or " http2",
     ROOT = root(),
     PREFIX = ws.dir .. "/",
     PORT = port,
