@@ -216,7 +216,11 @@ describe("cfg:request_all", function()
     batches(200)
     local lua1, rss1 = collectgarbage("count"), rss_kib()
     assert.is_true(lua1 - lua0 < 512, string.format("Lua heap grew %.0f KiB", lua1 - lua0))
-    assert.is_true(rss1 - rss0 < 4096, string.format("RSS grew %d KiB", rss1 - rss0))
+    -- Under ASan (make check-asan) freed memory waits in its quarantine, so RSS grows by design;
+    -- there LeakSanitizer checks the C side at exit instead.
+    if not os.getenv("ASAN_OPTIONS") then
+      assert.is_true(rss1 - rss0 < 4096, string.format("RSS grew %d KiB", rss1 - rss0))
+    end
   end)
 
   it("raises on wrong arguments, naming the item", function()
