@@ -148,6 +148,12 @@ int dbx_multi_add_resolve(dbx_multi *m, const char *entry, size_t len) {
   return 0;
 }
 
+void dbx_multi_forget_resolve(dbx_multi *m) {
+  curl_slist_free_all(m->res_add);
+  curl_slist_free_all(m->res_undo);
+  m->res_add = m->res_undo = NULL;
+}
+
 /* The previous run's entries come out of the DNS cache (shared by the multi's transfers),
  * this run's go in; the next run owes the undo of this one's. */
 static int resolve_begin(dbx_multi *m) {

@@ -56,6 +56,8 @@ void dbx_multi_free(dbx_multi *m);
 /* "host:port:address" entries for the next run only (as dbx_http_add_resolve): 0, or -1 when
  * malformed (nothing added) or ENOMEM. */
 int dbx_multi_add_resolve(dbx_multi *m, const char *entry, size_t len);
+/* Drops the entries added for the next run (a run that will not happen). */
+void dbx_multi_forget_resolve(dbx_multi *m);
 /* Runs items[0..n). concurrency: 1 .. DBX_MULTI_MAX_CONCURRENCY; timeout_ms: the whole run,
  * 0 for none. DBX_HTTP_OK (each item says how it went), or DBX_HTTP_NOMEM when the run could
  * not start (no item was sent). */

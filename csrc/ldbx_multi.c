@@ -162,21 +162,27 @@ static long run_timeout(lua_State *L) {
   return (long)ms;
 }
 
+/* Every entry is checked before any is added: a raise leaves nothing for the next run. */
 static void read_resolve(lua_State *L, dbx_multi *m) {
   ldbx_reqsrc src = { 3, 0, 3, 0, 1, NULL };
-  int idx = ldbx_check_resolve(L, &src, 3), i, n;
+  int idx = ldbx_check_resolve(L, &src, 3), i, n, pass, failed = 0;
   if (idx == 0) return;
   n = (int)lua_rawlen(L, idx);
-  for (i = 1; i <= n; i++) {
-    size_t len;
-    const char *s;
-    lua_rawgeti(L, idx, i);
-    s = lua_tolstring(L, -1, &len);
-    if (dbx_multi_add_resolve(m, s, len) != 0)
-      luaL_argerror(L, 3, "field 'resolve' entries must look like \"host:port:address\"");
-    lua_pop(L, 1);
+  for (pass = 0; pass < 2 && !failed; pass++) {
+    for (i = 1; i <= n && !failed; i++) {
+      size_t len, klen;
+      const char *s, *key;
+      lua_rawgeti(L, idx, i);
+      s = lua_tolstring(L, -1, &len);
+      failed = pass == 0 ? dbx_http_resolve_key(s, len, &key, &klen) != 0 : dbx_multi_add_resolve(m, s, len) != 0;
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 1);
+  if (!failed) return;
+  dbx_multi_forget_resolve(m);
+  if (pass == 1) luaL_argerror(L, 3, "field 'resolve' entries must look like \"host:port:address\"");
+  luaL_error(L, "not enough memory");
 }
 
 /* What the previous item's headers were: items that share one headers table (a batch's usual
