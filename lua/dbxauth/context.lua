@@ -9,6 +9,8 @@
 --   ctx.home                 the home directory (string | nil): token cache, CLI config
 --   ctx.now()                seconds (the configuration's clock)
 --   ctx.is_account()         account-level host?
+--   ctx.cloud()              "AWS" | "Azure" | "GCP": resource id, `cloud`, host metadata, DNS
+--                            (the Go SDK's IsAzure/IsGcp gate for cloud providers)
 --   ctx.scopes()             effective OAuth scopes (a fresh list)
 --   ctx.endpoints()          { token_endpoint, authorization_endpoint } | nil, err (discovery)
 --   ctx.token_request(req, what)  POST a token request with the token retry policy; the
@@ -41,6 +43,7 @@ function _M.new(s)
     home = s.home,
     now = now,
     is_account = function() return s:is_account() end,
+    cloud = function() return require("dbxauth.config").cloud(s.state) end,
     scopes = function() return s:scopes() end,
     endpoints = function() return s:endpoints() end,
     token_request = function(req, what) return s:token_request(req, what) end,

@@ -2,7 +2,7 @@
 -- credential providers and the U2M helpers: no configuration, no network.
 --
 --   local ctx = fake_context.new{ attrs = { host = "https://h", ... }, sources = { scopes = "file" },
---     env = { NAME = value }, home = dir, account = false,
+--     env = { NAME = value }, home = dir, account = false, cloud = "Azure" | nil (from host),
 --     token = function(req, what, n) return oauth.token{...} | nil, err end,   -- token_request
 --     send = function(req, n) return res | nil, err end }                      -- send
 --   ctx.token_calls, ctx.send_calls: every request made, in order; ctx.clock.t: the time
@@ -24,6 +24,7 @@ function _M.new(o)
   ctx.home = o.home
   ctx.now = function() return clock.t end
   ctx.is_account = function() return o.account or false end
+  ctx.cloud = function() return o.cloud or require("dbxauth.host").cloud(attrs.host) end
   ctx.scopes = function() return attrs.scopes or { "all-apis" } end
   ctx.endpoints = function()
     if o.endpoints_error then return nil, o.endpoints_error end
