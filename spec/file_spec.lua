@@ -124,9 +124,14 @@ describe("core.write_atomic", function()
     local done = dir .. "/reader.out"
     os.execute(child(([[
       local seen, bad, A, B = {}, 0, (%q):rep(200000), (%q):rep(200000)
-      for _ = 1, 1500 do
+      -- Until both versions were seen (and enough reads made), not a fixed count: under
+      -- load the writer may get few turns while the reader runs.
+      local reads, deadline = 0, os.time() + 60
+      while reads < 1500 or not (seen.a and seen.b) do
         local f = io.open(%q, "rb"); local s = f:read("*a"); f:close()
         if s == A then seen.a = true elseif s == B then seen.b = true else bad = bad + 1 end
+        reads = reads + 1
+        if os.time() > deadline then break end
       end
       local f = io.open(%q .. ".part", "w")
       f:write(bad, " ", tostring(seen.a), " ", tostring(seen.b)); f:close()
@@ -137,7 +142,7 @@ describe("core.write_atomic", function()
       i = i + 1
       assert(core.write_atomic(path, i % 2 == 0 and A or B, oct"600"))
     end
-    assert.is_true(i > 10, "writer made " .. i .. " writes")
+    assert.is_true(i >= 2, "writer made " .. i .. " writes")
     local bad, seen_a, seen_b = files.read(done):match("^(%d+) (%a+) (%a+)$")
     assert.equal("0", bad)
     assert.equal("true", seen_a)
