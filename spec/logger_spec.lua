@@ -312,6 +312,70 @@ describe("logger", function()
   end)
 end)
 
+describe("logger over any transport", function()
+  local fake_transport = require "spec.support.fake_transport"
+  local HOST = "https://logger.example.com"
+
+  local function scripted(answers)
+    local n = 0
+    return fake_transport.new {
+      { url = HOST .. "/.well-known/databricks-config", respond = function() return { status = 404 } end },
+      { pattern = "/api/", respond = function(_, t)
+        n = n + 1
+        t:sleep(0.25)      -- the scripted clock: elapsed is measured on the transport's
+        local a = answers[math.min(n, #answers)]
+        return { status = a, headers = { ["retry-after"] = a == 429 and "2" or nil }, body = '{"n":' .. n .. '}' }
+      end },
+    }
+  end
+
+  it("wraps a transport given in opts, numbering the attempts, and times on its clock", function()
+    local t = scripted { 429, 200 }
+    local log = {}
+    local cfg = assert(dbxauth.config({ host = HOST, token = "dapi-scripted-logger-token-1", transport = t },
+      { env = {}, home = "/nonexistent", logger = function(e) log[#log + 1] = e end }))
+    leakcheck.secret("dapi-scripted-logger-token-1")
+    assert(cfg:request { path = ME })
+    local e = for_path(log, ME)
+    assert.same({ 1, 1, 2, 2 }, { e[1].attempt, e[2].attempt, e[3].attempt, e[4].attempt })
+    assert.same({ 429, 200 }, { e[2].status, e[4].status })
+    assert.equal(0.25, e[2].elapsed)
+    assert.equal('< {\n<   "n": 2\n< }', e[4].body)
+    assert.is_nil(e[2].http_version)
+    assert.matches("^< 429 Too Many Requests %(GET ", e[2].text)
+    no_secrets(log)
+  end)
+
+  it("logs a batch over a transport without send_all, item by item", function()
+    local log = {}
+    local cfg = assert(dbxauth.config({ host = HOST, token = "dapi-scripted-logger-token-1",
+      transport = scripted { 200 } }, { env = {}, home = "/nonexistent", logger = function(e) log[#log + 1] = e end }))
+    local _, _, failed = cfg:request_all { { path = ECHO }, { path = ECHO }, { path = ECHO } }
+    assert.equal(0, failed)
+    assert.equal(6, #for_path(log, ECHO))
+  end)
+
+  it("leaves the transport alone without a logger: nothing runs between a request and it", function()
+    local t = scripted { 200 }
+    local seen
+    local send = t.send
+    t.send = function(self, req)
+      seen = debug.traceback()
+      return send(self, req)
+    end
+    local cfg = assert(dbxauth.config({ host = HOST, token = "dapi-scripted-logger-token-1", transport = t },
+      { env = {}, home = "/nonexistent" }))
+    assert(cfg:request { path = ME })
+    assert.matches("dbxauth/http.lua", seen, 1, true)
+    assert.not_matches("httplog", seen, 1, true)
+    -- and with one, the wrapper is what calls it
+    cfg = assert(dbxauth.config({ host = HOST, token = "dapi-scripted-logger-token-1", transport = t },
+      { env = {}, home = "/nonexistent", logger = function() end }))
+    assert(cfg:request { path = ME })
+    assert.matches("httplog", seen, 1, true)
+  end)
+end)
+
 describe("logger inside nginx", function()
   local ngw = require "spec.support.nginx_gw"
   local gw, home

@@ -35,7 +35,7 @@ local HEADER_MASK = "REDACTED"
 local SECRET_KEYS = {}
 for _, k in ipairs { "string_value", "token_value", "bytes_value", "value", "content", "access_token",
   "refresh_token", "id_token", "token", "password", "client_secret", "code", "code_verifier",
-  "subject_token", "actor_token", "client_assertion", "assertion", "device_code" } do
+  "subject_token", "actor_token", "client_assertion", "assertion", "device_code", "authorization" } do
   SECRET_KEYS[k] = true
 end
 
