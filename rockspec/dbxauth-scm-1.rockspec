@@ -46,6 +46,7 @@ build = {
     ["dbxauth.host"] = "lua/dbxauth/host.lua",
     ["dbxauth.http"] = "lua/dbxauth/http.lua",
     ["dbxauth.http1"] = "lua/dbxauth/http1.lua",
+    ["dbxauth.httplog"] = "lua/dbxauth/httplog.lua",
     ["dbxauth.ini"] = "lua/dbxauth/ini.lua",
     ["dbxauth.nginx"] = "lua/dbxauth/nginx.lua",
     ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",

@@ -75,13 +75,17 @@ end
 -- The module
 
 -- opts: attributes (config.lua's table) plus `transport`. ctx (optional, for embedding and
--- tests): { env = { NAME = value } | getenv = fn, home = dir, clock = fn -> seconds }; by
--- default the process environment, $HOME and the real clock.
+-- tests): { env = { NAME = value } | getenv = fn, home = dir, clock = fn -> seconds,
+-- logger = fn(entry) }; by default the process environment, $HOME, the real clock and no log.
+-- The logger receives an entry for every request and response, secrets redacted (httplog.lua).
 function _M.config(opts, ctx)
   if opts == nil then opts = {} end
   local bad = not_table(opts) or config.check_options(opts, EXTRA_OPTIONS)
   if bad then argerror(1, "config", bad) end
   bad = not_table(ctx, true)
+  if not bad and ctx and ctx.logger ~= nil and type(ctx.logger) ~= "function" then
+    bad = "logger must be a function, got " .. type(ctx.logger)
+  end
   if bad then argerror(2, "config", bad) end
   ctx = ctx or {}
   local attrs = {}
@@ -94,7 +98,8 @@ function _M.config(opts, ctx)
   if not state then return nil, err end
   local cfg = setmetatable({}, Config)
   sessions[cfg] = session.new(state, { getenv = getenv, home = home, clock = ctx.clock,
-                                       transport = opts.transport, version = _M.VERSION })
+                                       transport = opts.transport, version = _M.VERSION,
+                                       logger = ctx.logger })
   return cfg
 end
 

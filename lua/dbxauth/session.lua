@@ -48,7 +48,7 @@ local function transport_scope(t)
   return id
 end
 
--- state: config.resolve's result. env = { getenv, home, clock, transport, version }
+-- state: config.resolve's result. env = { getenv, home, clock, transport, version, logger }
 function _M.new(state, env)
   local v = state.values
   local s = setmetatable({
@@ -59,6 +59,7 @@ function _M.new(state, env)
     clock = env.clock,
     version = env.version,
     transport = env.transport,
+    logger = env.logger,
     creds = nil, trying = nil, ua = nil,
     metadata = nil, metadata_done = false, host_type = nil, account = nil,
     policies = { api = {}, token = {} },
@@ -67,6 +68,7 @@ function _M.new(state, env)
   }, Session)
   if env.transport then
     s.scope = transport_scope(env.transport)
+    if env.logger then s.transport = require("dbxauth.httplog").wrap(env.transport, s, env.logger) end
   else
     s.scope = table.concat({ "ca=" .. tostring(v.ca_file or env.getenv("SSL_CERT_FILE") or ""),
       "verify=" .. tostring(not v.skip_verify), "max=" .. tostring(v.max_response_bytes or "") }, " ")
@@ -89,6 +91,8 @@ function Session:get_transport()
     skip_verify = v.skip_verify,
     max_body = v.max_response_bytes,
   }
+  -- The request log (httplog.lua) wraps the transport: without a logger, requests pay nothing.
+  if self.logger then t = require("dbxauth.httplog").wrap(t, self, self.logger) end
   self.transport = t
   return t
 end
