@@ -80,11 +80,12 @@ local function id_token(ctx)
     return nil, err
   end
   if res.status < 200 or res.status > 299 then
+    -- The server's text may echo the access token: masked in the one error object made.
     local e = apierror.from_response(res)
-    return nil, errors.new("oauth", ctx.redact(WHAT .. "HTTP " .. res.status .. ": " .. e.message), {
-      status = res.status,
-      hint = "check that the pipeline may use its access token (System.AccessToken) and that the job is running",
-    })
+    e.code = "oauth"
+    e.message = ctx.redact(WHAT .. "HTTP " .. res.status .. ": " .. e.message)
+    e.hint = "check that the pipeline may use its access token (System.AccessToken) and that the job is running"
+    return nil, e
   end
   local doc = cjson.decode(res.body or "")
   local tok = type(doc) == "table" and doc.oidcToken
