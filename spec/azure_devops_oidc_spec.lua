@@ -1,6 +1,7 @@
 -- azure-devops-oidc end to end: the public API against the fake workspace and its Azure DevOps
 -- stand-in (the pipeline's ID token, federated at the workspace token endpoint), and the
 -- failure modes with the Go SDK's texts.
+local curl = require "dbxauth.transport.curl"
 local dbxauth = require "dbxauth"
 local fake = require "spec.support.fake"
 local leakcheck = require "spec.support.leakcheck"
@@ -89,6 +90,14 @@ describe("azure-devops-oidc", function()
     assert(cfg:authenticate())
     assert.equal(2, ws:counters()["POST " .. OIDCTOKEN])
     assert.equal(2, ws:counters()["exchange workspace"])
+  end)
+
+  it("calls a Databricks App with the federated token as it is (a workspace OAuth token)", function()
+    local cfg = config({ host = ws.url, transport = curl.new { ca_file = ws.ca_file, resolve = ws.resolve } },
+      pipeline_env())
+    local res = assert(cfg:app_request { app = "my-app", path = "/api/hello" })
+    assert.equal("federated:p://fake-org/" .. PROJECT .. "/build", res:json().user)
+    assert.equal(1, ws:counters()["exchange"])
   end)
 
   it("is refused by a workspace whose federation policy does not accept Azure DevOps' audience", function()
