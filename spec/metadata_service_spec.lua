@@ -124,7 +124,8 @@ describe("metadata-service", function()
   it("reports Go's texts for an empty token and a bad expiry", function()
     local cases = {
       { body = "", want = "token parse: token parse: invalid token" },
-      { body = '{"access_token":"","token_type":"Bearer","expires_on":1}', want = "token parse: token parse: invalid token" },
+      { body = '{"access_token":"","token_type":"Bearer","expires_on":1}',
+        want = "token parse: token parse: invalid token" },
       { body = '{"access_token":"abc-token-1","token_type":"Bearer"}',
         want = 'token parse: invalid token expiry: strconv.ParseInt: parsing "": invalid syntax' },
       { body = '{"access_token":"abc-token-1","token_type":"Bearer","expires_on":"soon"}',
