@@ -1,8 +1,8 @@
 -- OIDC workload identity federation (notes §6.6, §6.7), shared by the github-oidc,
--- azure-devops-oidc, env-oidc and file-oidc providers: an identity provider's JWT is exchanged (RFC 8693) for a Databricks
--- token at the OIDC token endpoint, with `client_id` when configured (service principal
--- federation policy) and without it (account-wide). The JWT is read again at every refresh:
--- CI systems rotate it. This file is a helper, not a provider.
+-- azure-devops-oidc, env-oidc and file-oidc providers: an identity provider's JWT is exchanged
+-- (RFC 8693) for a Databricks token at the OIDC token endpoint, with `client_id` when
+-- configured (service principal federation policy) and without it (account-wide). The JWT is
+-- read again at every refresh: CI systems rotate it. This file is a helper, not a provider.
 local oauth = require "dbxauth.oauth"
 local tokensource = require "dbxauth.tokensource"
 
