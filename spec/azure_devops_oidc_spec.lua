@@ -100,6 +100,13 @@ describe("azure-devops-oidc", function()
     assert.equal(1, ws:counters()["exchange"])
   end)
 
+  it("retries Azure DevOps' 503 with the token retry policy", function()
+    ws:fault { path = OIDCTOKEN, status = 503, count = 1 }
+    local who = me(config({ host = ws.url }, pipeline_env()))
+    assert.equal("federated:p://fake-org/" .. PROJECT .. "/build", who.userName)
+    assert.equal(2, ws:counters()["POST " .. OIDCTOKEN])
+  end)
+
   it("is refused by a workspace whose federation policy does not accept Azure DevOps' audience", function()
     ws:set { federation_audience = "something-else" }
     local cfg = config({ host = ws.url }, pipeline_env())
@@ -159,5 +166,61 @@ describe("azure-devops-oidc", function()
   it("is skipped in the chain when a variable is missing", function()
     local _, err = config({ host = ws.url }, pipeline_env { SYSTEM_JOBID = "" }):authenticate()
     assert.matches("^default auth: cannot configure default credentials", err.message)
+  end)
+end)
+
+describe("azure-devops-oidc's request (provider context)", function()
+  local fake_context = require "spec.support.fake_context"
+  local provider = require "dbxauth.providers.azure_devops_oidc"
+  -- The Go SDK's fixture (azuredevops_test.go): the collection without its trailing "/".
+  local GO_ENV = {
+    SYSTEM_ACCESSTOKEN = "test-access-token", SYSTEM_TEAMFOUNDATIONCOLLECTIONURI = "https://dev.azure.com/myorg",
+    SYSTEM_PLANID = "test-plan-id", SYSTEM_JOBID = "test-job-id", SYSTEM_TEAMPROJECTID = "test-team-project-id",
+    SYSTEM_HOSTTYPE = "test-host-type",
+  }
+  local WANT = "https://dev.azure.com/myorg/test-team-project-id/_apis/distributedtask/hubs/test-host-type"
+    .. "/plans/test-plan-id/jobs/test-job-id/oidctoken?api-version=7.2-preview.1"
+
+  local function run(env, body)
+    local ctx = fake_context.new { attrs = { host = "https://h.example.com" }, env = env,
+      send = function()
+        return { status = 200, headers = {}, body = body or '{"oidcToken":"azure-devops-id-token-42"}' }
+      end }
+    assert.is_true(provider.applies(ctx))
+    local creds = assert(provider.configure(ctx))
+    local h, err = creds.headers()
+    return ctx, h, err
+  end
+
+  it("posts to Go's URL with the access token, with or without the collection's trailing slash", function()
+    for _, collection in ipairs { "https://dev.azure.com/myorg", "https://dev.azure.com/myorg/",
+                                  "https://dev.azure.com/myorg//" } do
+      local env = {}
+      for k, v in pairs(GO_ENV) do env[k] = v end
+      env.SYSTEM_TEAMFOUNDATIONCOLLECTIONURI = collection
+      local ctx, h = run(env)
+      assert.same({ Authorization = "Bearer at-1" }, h)
+      local req = ctx.send_calls[1]
+      assert.equal("POST", req.method)
+      assert.equal(WANT, req.url)
+      assert.equal("Bearer test-access-token", req.headers.Authorization)
+      assert.equal("application/json", req.headers.Accept)
+      local form = fake_context.form(ctx.token_calls[1].req.body)
+      assert.equal("azure-devops-id-token-42", form.subject_token)
+    end
+  end)
+
+  it("escapes what a path segment cannot carry", function()
+    local env = {}
+    for k, v in pairs(GO_ENV) do env[k] = v end
+    env.SYSTEM_TEAMPROJECTID, env.SYSTEM_JOBID = "a/b?c", "j#1"
+    local ctx = run(env)
+    assert.matches("/a%%2Fb%%3Fc/_apis/.*/jobs/j%%231/oidctoken%?api%-version=", ctx.send_calls[1].url)
+  end)
+
+  it("reports Go's text for an empty token", function()
+    local _, h, err = run(GO_ENV, '{"oidcToken":""}')
+    assert.is_nil(h)
+    assert.equal("empty OIDC token received from Azure DevOps", err.message)
   end)
 end)

@@ -121,6 +121,14 @@ describe("metadata-service", function()
     no_key(err)
   end)
 
+  it("retries a 503 of the service with the token retry policy", function()
+    ws:fault { path = "/__metadata/token", status = 503, count = 1 }
+    local cfg = config { host = ws.url, metadata_service_url = msurl() }
+    assert.equal("user@example.com", me(cfg).userName)
+    assert.equal(2, ws:counters()["GET /__metadata/token"])
+    leakcheck.secret(assert(cfg:token()).access_token)
+  end)
+
   it("reports Go's texts for an empty token and a bad expiry", function()
     local cases = {
       { body = "", want = "token parse: token parse: invalid token" },
