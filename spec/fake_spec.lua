@@ -182,6 +182,7 @@ describe("fake workspace", function()
                     password = "fake-password-123", client_id = "fake-client-id",
                     client_secret = "fake-client-secret-xyz", account_id = "fake-account-0001",
                     workspace_id = "1234567890", actions_request_token = "fake-actions-request-token",
+                    ado_access_token = "fake-ado-system-accesstoken-9876",
                     actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0" }, ws.creds)
     end)
 

@@ -22,6 +22,7 @@ local APP_NAME = "^[a-z0-9][a-z0-9-]*$"
 local OAUTH_TYPES = {
   ["oauth-m2m"] = true, ["external-browser"] = true, ["databricks-cli"] = true,
   ["env-oidc"] = true, ["file-oidc"] = true, ["github-oidc"] = true, ["metadata-service"] = true,
+  ["azure-devops-oidc"] = true,
 }
 
 local HINTS = {

@@ -18,7 +18,9 @@ _M.CHAIN = {
   require "dbxauth.providers.basic",
   require "dbxauth.providers.oauth_m2m",
   require "dbxauth.providers.databricks_cli",
+  require "dbxauth.providers.metadata_service",
   require "dbxauth.providers.github_oidc",
+  require "dbxauth.providers.azure_devops_oidc",
   require "dbxauth.providers.env_oidc",
   (require "dbxauth.providers.file_oidc"),
 }
@@ -35,9 +37,15 @@ for _, p in ipairs(_M.ONLY_FORCED) do _M.BY_NAME[p.name] = p end
 -- Auth types the SDKs know that need cloud-specific machinery dbxauth does not carry.
 _M.FOREIGN = {}
 for _, name in ipairs { "azure-cli", "azure-msi", "azure-client-secret", "github-oidc-azure",
-  "azure-devops-oidc", "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving",
-  "metadata-service" } do
+  "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving" } do
   _M.FOREIGN[name] = true
+end
+
+-- Environment variables that hold credentials without being attributes (a provider's
+-- `secret_env`): masked in messages like the sensitive attributes (session:secrets).
+_M.SECRET_ENV = {}
+for _, p in ipairs(_M.CHAIN) do
+  for _, name in ipairs(p.secret_env or {}) do _M.SECRET_ENV[#_M.SECRET_ENV + 1] = name end
 end
 
 function _M.names()
@@ -87,6 +95,11 @@ local function forced(s, name)
       .. DOCS .. " for a list of supported auth types")
   end
   if not p.applies(s.ctx) then
+    -- A provider that can say what is missing says it (Go's texts for azure-devops-oidc).
+    local why = p.explain and p.explain(s.ctx)
+    if why then
+      return nil, s:config_error("default auth: " .. name .. ": " .. why.message, { hint = why.hint })
+    end
     return nil, s:config_error(name .. " auth: not configured")
   end
   local creds, err = try(s, p)

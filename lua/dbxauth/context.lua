@@ -9,6 +9,7 @@
 --   ctx.home                 the home directory (string | nil): token cache, CLI config
 --   ctx.now()                seconds (the configuration's clock)
 --   ctx.is_account()         account-level host?
+--   ctx.host_type()          "workspace" | "account" | "unified" (host metadata, else the URL)
 --   ctx.cloud()              "AWS" | "Azure" | "GCP": resource id, `cloud`, host metadata, DNS
 --                            (the Go SDK's IsAzure/IsGcp gate for cloud providers)
 --   ctx.scopes()             effective OAuth scopes (a fresh list)
@@ -16,6 +17,10 @@
 --   ctx.token_request(req, what)  POST a token request with the token retry policy; the
 --                            parsed token (oauth.parse_token_response) | nil, err
 --   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
+--   ctx.send_token(req)      one request with the token retry policy (429/502/503/504 and
+--                            refused connections, backoff, 60 s budget); the final response
+--                            whatever its status | nil, err (token sources that are not OAuth
+--                            token endpoints: a metadata service, a CI system's ID-token API)
 --   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
 --                            chain has done this before any provider runs
 --   ctx.redact(text)         text with every secret of the configuration masked, for messages
@@ -43,11 +48,16 @@ function _M.new(s)
     home = s.home,
     now = now,
     is_account = function() return s:is_account() end,
+    host_type = function() return require("dbxauth.config").host_type(s.state, s.host_type) end,
     cloud = function() return require("dbxauth.config").cloud(s.state) end,
     scopes = function() return s:scopes() end,
     endpoints = function() return s:endpoints() end,
     token_request = function(req, what) return s:token_request(req, what) end,
     send = function(req) return s:send_once(req) end,
+    send_token = function(req)
+      req.headers = req.headers or {}
+      return s:send(req, "token")
+    end,
     prepare = function() return s:prepare() end,
     redact = function(text) return require("dbxauth.redact").text(text, s:secrets()) end,
   }

@@ -158,12 +158,17 @@ function Session:send(req, kind, retry)
   return http.send(self:get_transport(), req, self:retry_policy(kind, retry))
 end
 
--- Every secret value of the configuration, plus those `req` carries (redact.lua).
+-- Every secret value of the configuration (sensitive attributes, the credentials providers read
+-- from the environment), plus those `req` carries (redact.lua).
 function Session:secrets(req)
   local list = {}
   for _, a in ipairs(attributes.LIST) do
     local v = a.sensitive and self.values[a.name]
     if type(v) == "string" then list[#list + 1] = v end
+  end
+  for _, name in ipairs(require("dbxauth.chain").SECRET_ENV) do
+    local v = self.getenv(name)
+    if type(v) == "string" and v ~= "" then list[#list + 1] = v end
   end
   if req then redact.of_request(req, list) end
   return list

@@ -11,7 +11,10 @@
 -- table), ws.ca_file (CA of the server cert; SANs localhost, accounts.localhost, *.apps.localhost,
 -- 127.0.0.1), ws.other_ca_file (unrelated CA), ws.dir (nginx prefix; logs/error.log), ws.pid
 -- (nginx master), ws.creds (M.CREDS plus actions_request_url = ws.url .. "/__idp/github/token?
--- api-version=2.0", the GitHub Actions ID-token endpoint; use it with creds.actions_request_token).
+-- api-version=2.0", the GitHub Actions ID-token endpoint; use it with creds.actions_request_token),
+-- ws.metadata_url (a metadata service over plain HTTP on 127.0.0.1, fake/metadata_service.lua),
+-- ws.ado_collection (an Azure DevOps collection URI for SYSTEM_TEAMFOUNDATIONCOLLECTIONURI, used
+-- with creds.ado_access_token as SYSTEM_ACCESSTOKEN; fake/ado.lua).
 --
 -- What the fake serves (Host decides: localhost / 127.0.0.1 = workspace, accounts.localhost =
 -- account, <app>-<workspace id>.apps.localhost = an app):
@@ -67,7 +70,9 @@
 --                     unset unless given: authorize_error (e.g. "access_denied": authorize redirects
 --                     with that error), authorize_error_description, authorize_state (authorize
 --                     redirects carry this state), federation_audience (string or list: ID-token
---                     audiences accepted besides the default), github_sub (sub of GitHub ID tokens)
+--                     audiences accepted besides the default), github_sub (sub of GitHub ID tokens),
+--                     default_audiences (host metadata's token_federation_default_oidc_audiences;
+--                     {} leaves it out); metadata_service_* and ado_* (fake/metadata_service.lua, ado.lua)
 --   ws:fault{...}     path (exact, no query), method (any), host (any; "workspace", "account" or
 --                     an app name), status, retry_after (string), count
 --                     (1; -1 = until reset), delay (seconds before answering), kind:
@@ -126,6 +131,7 @@ M.CREDS = {
   account_id = "fake-account-0001",
   workspace_id = "1234567890",
   actions_request_token = "fake-actions-request-token",
+  ado_access_token = "fake-ado-system-accesstoken-9876",
 }
 
 -- /usr/sbin is often not on a non-root user's PATH
@@ -555,6 +561,8 @@ function M.start(opts)
   ws.creds = {}
   for k, v in pairs(M.CREDS) do ws.creds[k] = v end
   ws.creds.actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0"
+  ws.metadata_url = ws.http_url .. "/__metadata/token"     -- fake/metadata_service.lua
+  ws.ado_collection = ws.url .. "/__ado/fake-org/"         -- fake/ado.lua
   for _, name in ipairs(M.APPS) do add_resolve(ws, ws:app_url(name)) end
   ws.pid = tonumber(read_file(ws.dir .. "/logs/nginx.pid") or "")
   if opts.detach then detached = detached + 1 else running[ws] = true end

@@ -4,7 +4,8 @@
 --   local ctx = fake_context.new{ attrs = { host = "https://h", ... }, sources = { scopes = "file" },
 --     env = { NAME = value }, home = dir, account = false, cloud = "Azure" | nil (from host),
 --     token = function(req, what, n) return oauth.token{...} | nil, err end,   -- token_request
---     send = function(req, n) return res | nil, err end }                      -- send
+--     send = function(req, n) return res | nil, err end,                       -- send, send_token
+--     host_type = "workspace" | "account" | "unified" | nil (from account) }
 --   ctx.token_calls, ctx.send_calls: every request made, in order; ctx.clock.t: the time
 local oauth = require "dbxauth.oauth"
 
@@ -24,6 +25,7 @@ function _M.new(o)
   ctx.home = o.home
   ctx.now = function() return clock.t end
   ctx.is_account = function() return o.account or false end
+  ctx.host_type = function() return o.host_type or (o.account and "account" or "workspace") end
   ctx.cloud = function() return o.cloud or require("dbxauth.host").cloud(attrs.host) end
   ctx.scopes = function() return attrs.scopes or { "all-apis" } end
   ctx.endpoints = function()
@@ -42,6 +44,8 @@ function _M.new(o)
     if o.send then return o.send(req, n) end
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
+  ctx.send_token = ctx.send
+  ctx.redact = o.redact or function(text) return text end
   ctx.prepare = function() return true end
   return ctx
 end

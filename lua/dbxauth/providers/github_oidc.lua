@@ -10,14 +10,14 @@ local function shown(url)
   return (url:gsub("[?#].*$", ""))
 end
 
-local function id_token(ctx, ep)
+local function id_token(ctx, audience)
   local url = ctx.get("actions_id_token_request_url")
   if not url:match("^https://") then
     return nil, errors.new("config", "ACTIONS_ID_TOKEN_REQUEST_URL must be https (got " .. shown(url) .. ")")
   end
   local req = {
     method = "GET",
-    url = url .. (url:find("?", 1, true) and "&" or "?") .. "audience=" .. core.url_encode(oidc.audience(ctx, ep)),
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. "audience=" .. core.url_encode(audience),
     headers = { Authorization = "Bearer " .. ctx.get("actions_id_token_request_token"),
                 Accept = "application/json" },
   }
@@ -41,6 +41,6 @@ return {
       and ctx.get("actions_id_token_request_token") ~= nil
   end,
   configure = function(ctx)
-    return oidc.credentials(ctx, function(ep) return id_token(ctx, ep) end)
+    return oidc.credentials(ctx, function(audience) return id_token(ctx, audience) end)
   end,
 }

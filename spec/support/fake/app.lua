@@ -35,6 +35,14 @@ M.pattern_routes = {
   { "^/api/2%.0/accounts/([^/]+)/workspaces$", { GET = api.account_workspaces } },
 }
 
+-- Stand-ins for services beside the workspace, one file each (fake/<name>.lua): their exact
+-- and patterned routes join the tables above.
+for _, name in ipairs { "metadata_service", "ado" } do
+  local m = require("spec.support.fake." .. name)
+  for path, r in pairs(m.routes or {}) do M.routes[path] = r end
+  for _, pr in ipairs(m.pattern_routes or {}) do M.pattern_routes[#M.pattern_routes + 1] = pr end
+end
+
 local function route(method, uri)
   local r = M.routes[uri]
   if r then

@@ -12,12 +12,17 @@ local M = {}
 function M.host_metadata()
   if not common.settings().metadata then return common.not_found() end
   local cfg, base = common.config, common.base()
+  -- setting default_audiences: the document's token_federation_default_oidc_audiences (a list;
+  -- {} leaves the field out)
+  local audiences = common.settings().default_audiences
+  if type(audiences) == "table" and #audiences == 0 then audiences = nil
+  elseif type(audiences) ~= "table" then audiences = false end
   if common.is_account_host() then
     return common.json(200, {
       oidc_endpoint = base .. "/oidc/accounts/{account_id}",
       cloud = "AWS",
       host_type = "account",
-      token_federation_default_oidc_audiences = { cfg.account_id },
+      token_federation_default_oidc_audiences = audiences or (audiences == false and { cfg.account_id } or nil),
     })
   end
   return common.json(200, {
@@ -26,7 +31,7 @@ function M.host_metadata()
     workspace_id = cfg.workspace_id,
     cloud = "AWS",
     host_type = "workspace",
-    token_federation_default_oidc_audiences = { base .. "/oidc/v1/token" },
+    token_federation_default_oidc_audiences = audiences or (audiences == false and { base .. "/oidc/v1/token" } or nil),
   })
 end
 
