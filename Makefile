@@ -110,9 +110,10 @@ install: build
 	  rel=$${f#lua/}; install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/$$rel; \
 	done
 	@if [ -f bin/dbxauth ]; then install -D -m 0755 bin/dbxauth $(DESTDIR)$(PREFIX)/bin/dbxauth; fi
+	@sh tools/install-paths.sh "$(PREFIX)" "$(LUA_VERSION)" "$(if $(filter 5.4,$(LUA_VERSION)),$(LUA54),$(LUAJIT))"
 
 clean:
-	rm -rf build lua_modules lua_modules_jit
+	rm -rf build lua_modules lua_modules_jit dbxauth/core.so csrc/*.o
 
 # ---------------------------------------------------------------------------------------------
 # Hardening (issue 7): fuzzing, sanitizers, valgrind. Tools are installed when missing, like deps.
