@@ -3,6 +3,7 @@
 #   make build    build dbxauth.core for Lua 5.4 (build/5.4) and LuaJIT (build/jit)
 #   make test     deps + build + lint + busted under LuaJIT and Lua 5.4
 #   make demo     start the fake workspace, run examples/m2m.lua against it, stop it
+#   make gateway-demo  the fake workspace, and nginx with examples/nginx/nginx.conf in front of its app
 #   make bench    benchmarks (figures printed)
 #   make fuzz     every libFuzzer target in fuzz/ for FUZZ_SECONDS (60) from its seed corpus
 #   make check    fuzz regression replay, the spec suite under ASan+UBSan, valgrind on the e2e specs
@@ -37,7 +38,7 @@ LUAJIT_CFLAGS = $(shell $(PKG) --cflags luajit)
 DEP_CFLAGS    = $(shell $(PKG) --cflags libcurl openssl)
 DEP_LIBS      = $(shell $(PKG) --libs libcurl openssl)
 
-.PHONY: all deps build test test-jit test-54 demo bench lint install clean rockspec-check install-check
+.PHONY: all deps build test test-jit test-54 demo gateway-demo bench lint install clean rockspec-check install-check
 
 all: build
 
@@ -84,6 +85,9 @@ test-54: build
 
 demo: deps build
 	$(LUA54) examples/demo_runner.lua examples/m2m.lua examples/app_call.lua
+
+gateway-demo: deps build
+	$(LUA54) examples/nginx/run.lua
 
 bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
