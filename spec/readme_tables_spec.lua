@@ -86,3 +86,44 @@ describe("the README's attribute table", function()
     assert.same({}, twice)
   end)
 end)
+
+-- The command table and `dbxauth --help` agree: every command has a row, every row is a
+-- command, and every flag a command's --help lists is in the README's section on the command.
+describe("the README's command table", function()
+  local is_jit = type(rawget(_G, "jit")) == "table"
+  local function help(args)
+    local env = is_jit and "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/jit/?.so;;' luajit"
+      or "LUA_PATH_5_4='lua/?.lua;lua/?/init.lua;;' LUA_CPATH_5_4='build/5.4/?.so;;' lua5.4"
+    local p = assert(io.popen(env .. " bin/dbxauth " .. args .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+  local readme = assert(files.read("README.md"))
+  local section = assert(readme:match("\n### The `dbxauth` command\n(.-)\n## "), "README has the command section")
+
+  local commands = {}
+  for name in (help("--help"):match("\nCommands:\n(.-)\n\n") or ""):gmatch("\n?  ([%w-]+)  ") do
+    commands[#commands + 1] = name
+  end
+
+  it("lists the commands of `dbxauth --help`", function()
+    assert.is_true(#commands >= 4, help("--help"))
+    local rows = {}
+    for name in section:gmatch("\n| `dbxauth ([%w-]+)") do rows[name] = true end
+    local want = set(commands)
+    assert.same(want, rows)
+  end)
+
+  it("names every flag of every command's --help", function()
+    local missing = {}
+    for _, name in ipairs(commands) do
+      for flag in help(name .. " --help"):gmatch("\n%s+%-?%w?,? ?(%-%-[%w-]+)") do
+        if flag ~= "--help" and not section:find(flag, 1, true) then
+          missing[#missing + 1] = name .. " " .. flag
+        end
+      end
+    end
+    assert.same({}, missing)
+  end)
+end)
