@@ -5,7 +5,10 @@
 --                     build/5.4, or luajit with build/jit) with this checkout's lua/ on the path
 --   ```sh             shell commands: run by `sh -e` in a scratch copy of this checkout
 --   ```nginx          a complete nginx.conf: `nginx -t` with Debian's nginx and its Lua module
---   ```text           output or messages, not code
+--   ```text           a message, not code
+--   ```text output    what the block before it prints: compared with what it printed, the home
+--                     directory written as /home/me: each of its lines must be a line of that
+--                     output (which may have more, such as make's own)
 --   ```lua fragment   a piece of a program (the API listing; steps with a browser in between):
 --                     not run. They must stay few.
 -- Blocks run in README order, sharing one home directory, as one user's session: what a user
@@ -20,7 +23,7 @@ local fake = require "spec.support.fake"
 local files = require "spec.support.files"
 
 local q = files.q
-local KINDS = { lua = true, sh = true, nginx = true, text = true, ["lua fragment"] = true }
+local KINDS = { lua = true, sh = true, nginx = true, text = true, ["text output"] = true, ["lua fragment"] = true }
 local MAX_FRAGMENTS = 2
 
 local function run(cmd)
@@ -146,14 +149,28 @@ describe("the README's code blocks", function()
     return out, rc
   end
 
+  local last_out   -- output of the block run last
   for _, b in ipairs(BLOCKS) do
     local runner = RUNNERS[b.kind]
     if runner then
       local first = b.code:match("^[^\n]*")
       it(("runs the %s block at line %d (%s)"):format(b.kind, b.line, first), function()
+        last_out = nil
         local out, rc = runner(b)
         if os.getenv("README_SPEC_SHOW") then print(out) end
         assert(rc == 0, ("README line %d, exit status %s:\n%s"):format(b.line, tostring(rc), out))
+        last_out = out
+      end)
+    elseif b.kind == "text output" then
+      it(("shows what the block before line %d prints"):format(b.line), function()
+        assert(last_out, "the block before it did not run")
+        local got = {}
+        for line in last_out:gsub(home:gsub("%p", "%%%0"), "/home/me"):gmatch("[^\n]+") do got[line] = true end
+        local missing = {}
+        for line in b.code:gmatch("[^\n]+") do
+          if not got[line] then missing[#missing + 1] = line end
+        end
+        assert.same({}, missing)
       end)
     end
   end
