@@ -3,6 +3,7 @@
 #   make build    build dbxauth.core for Lua 5.4 (build/5.4) and LuaJIT (build/jit)
 #   make test     deps + build + lint + busted under LuaJIT and Lua 5.4
 #   make demo     start the fake workspace, run examples/m2m.lua against it, stop it
+#   make gateway-demo  the fake workspace, and nginx with examples/nginx/nginx.conf in front of its app
 #   make bench    benchmarks (figures printed)
 #   make fuzz     every libFuzzer target in fuzz/ for FUZZ_SECONDS (60) from its seed corpus
 #   make check    fuzz regression replay, the spec suite under ASan+UBSan, valgrind on the e2e specs
@@ -37,7 +38,7 @@ LUAJIT_CFLAGS = $(shell $(PKG) --cflags luajit)
 DEP_CFLAGS    = $(shell $(PKG) --cflags libcurl openssl)
 DEP_LIBS      = $(shell $(PKG) --libs libcurl openssl)
 
-.PHONY: all deps build test test-jit test-54 demo bench lint install clean rockspec-check install-check
+.PHONY: all deps build test test-jit test-54 demo gateway-demo bench lint install clean rockspec-check install-check
 
 all: build
 
@@ -85,6 +86,9 @@ test-54: build
 demo: deps build
 	$(LUA54) examples/demo_runner.lua examples/m2m.lua examples/app_call.lua
 
+gateway-demo: deps build
+	$(LUA54) examples/nginx/run.lua
+
 bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
 
@@ -110,9 +114,10 @@ install: build
 	  rel=$${f#lua/}; install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/$$rel; \
 	done
 	@if [ -f bin/dbxauth ]; then install -D -m 0755 bin/dbxauth $(DESTDIR)$(PREFIX)/bin/dbxauth; fi
+	@sh tools/install-paths.sh "$(PREFIX)" "$(LUA_VERSION)" "$(if $(filter 5.4,$(LUA_VERSION)),$(LUA54),$(LUAJIT))"
 
 clean:
-	rm -rf build lua_modules lua_modules_jit
+	rm -rf build lua_modules lua_modules_jit dbxauth/core.so csrc/*.o
 
 # ---------------------------------------------------------------------------------------------
 # Hardening (issue 7): fuzzing, sanitizers, valgrind. Tools are installed when missing, like deps.

@@ -1,6 +1,6 @@
--- LuaRocks build of dbxauth. On Debian (multiarch headers, lua-cjson from apt):
---   luarocks --lua-version 5.4 make --deps-mode=none \
---     CURL_INCDIR=/usr/include/x86_64-linux-gnu rockspec/dbxauth-scm-1.rockspec
+-- LuaRocks build of dbxauth. On Debian (multiarch curl headers, lua-cjson from apt), with the
+-- configuration that says so (README, Install):
+--   LUAROCKS_CONFIG=rockspec/debian.lua luarocks --lua-version 5.4 make --local rockspec/dbxauth-scm-1.rockspec
 rockspec_format = "3.0"
 package = "dbxauth"
 version = "scm-1"
