@@ -339,7 +339,7 @@ describe("dbxauth login (fake workspace)", function()
     local d = decode(r.out)
     assert.equal("success", d.status)
     assert.equal("databricks-cli", d.details.auth_type)
-    assert.equal(fake.CREDS.username, d.username)
+    assert.equal("user@example.com", d.username)       -- the fake's U2M user (fake/oauth.lua)
     assert.same({ value = "0101-abc", auth_type_mismatch = false,
       source = { type = "config file", name = home .. "/.databrickscfg" } }, d.details.configuration.cluster_id)
   end)
