@@ -20,7 +20,7 @@ _M.COMMANDS = C
 
 C.login = {
   short = "Log in to a workspace or account and save the profile",
-  use = "dbxauth login [PROFILE|HOST] [flags]",
+  use = "dbxauth login [PROFILE] [flags]",
   positional = 1,
   flags = { timeout = "string", scopes = "string", ["no-browser"] = "bool", ["configure-cluster"] = "bool",
             ["configure-serverless"] = "bool", ["skip-workspace"] = "bool" },
@@ -33,7 +33,8 @@ or open, and the URL is printed on stderr; it comes back to http://localhost:802
 --no-browser (SSH, headless): print the URL, open it in any browser, then paste here the URL the
 browser ends on (http://localhost:8020/?code=...&state=...) or just its code; no listener.
 The profile name is asked for on a terminal (default: ACCOUNT-<account id>, else the host's
-first label); without a terminal it is that default. -o json prints {"profile", "host"}.]],
+first label); without a terminal and --profile the login is cached under the host only and no
+profile is saved, as the CLI does. -o json prints {"profile", "host"}.]],
   flag_help = [[
       --configure-cluster      not supported by dbxauth (refused)
       --configure-serverless   save serverless_compute_id = auto
@@ -46,7 +47,7 @@ first label); without a terminal it is that default. -o json prints {"profile", 
 
 C.token = {
   short = "Print the OAuth access token of a login",
-  use = "dbxauth token [PROFILE|HOST] [flags]",
+  use = "dbxauth token [PROFILE] [flags]",
   positional = 1,
   flags = { timeout = "string", ["force-refresh"] = "bool" },
   long = [[
