@@ -219,7 +219,8 @@ describe("dbxauth token (from the cache)", function()
     assert.equal("cli-access", decode(r.out).access_token)
     files.write(home .. "/.databrickscfg", CFG .. "[__settings__]\ndefault_profile = acc\n")
     assert.equal("acc-access", decode(ok(run(home, { "token" })).out).access_token)
-    files.write(home .. "/.databrickscfg", "[a]\nhost = https://a.cloud.databricks.com\n[b]\nhost = https://b.example\n")
+    files.write(home .. "/.databrickscfg",
+      "[a]\nhost = https://a.cloud.databricks.com\n[b]\nhost = https://b.example\n")
     r = failed(run(home, { "token" }))
     assert.equal("Error: no profile specified. Use --profile <name> to specify which profile to use\n", r.err)
     r = failed(run(files.tmpdir(), { "token" }))
@@ -371,7 +372,7 @@ describe("dbxauth login (fake workspace)", function()
     assert.same({ ws.url }, (function() local k = {} for n in pairs(cache(home).tokens) do k[#k + 1] = n end
       return k end)())
     assert.equal("", ok(run(home, { "login", ws.url }, env())).out)   -- text: nothing on stdout
-    r = ok(run(home, { "login", "--host", ws.url, "--profile", "sc", "--scopes", "sql files" }, env()))
+    ok(run(home, { "login", "--host", ws.url, "--profile", "sc", "--scopes", "sql files" }, env()))
     assert.same({ host = ws.url, auth_type = "databricks-cli", scopes = "files,sql" },
       profiles.get(home .. "/.databrickscfg", "sc"))
   end)
@@ -379,8 +380,8 @@ describe("dbxauth login (fake workspace)", function()
   it("logs in to an account console as ACCOUNT-<id>", function()
     local home = files.tmpdir()
     local A = fake.CREDS.account_id
-    local r = ok(run(home, { "login", "--host", ws.account_url, "--account-id", A, "-p", "ACCOUNT-" .. A, "-o", "json" },
-      env()))
+    local r = ok(run(home, { "login", "--host", ws.account_url, "--account-id", A, "-p", "ACCOUNT-" .. A,
+      "-o", "json" }, env()))
     assert.same({ profile = "ACCOUNT-" .. A, host = ws.account_url }, decode(r.out))
     assert.same({ host = ws.account_url, account_id = A, auth_type = "databricks-cli" },
       profiles.get(home .. "/.databrickscfg", "ACCOUNT-" .. A))

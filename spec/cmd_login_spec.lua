@@ -58,7 +58,8 @@ describe("dbxauth login --no-browser", function()
     squatter:close()
     ok(r)
     assert.equal("", r.out)
-    assert.matches("^Open this URL in a browser %(on any machine%) and sign in:\nhttps://localhost:%d+/oidc/v1/authorize%?"
+    assert.matches("^Open this URL in a browser %(on any machine%) and sign in:\n"
+      .. "https://localhost:%d+/oidc/v1/authorize%?"
       .. "[^\n]+\nThe browser then goes to http://localhost:" .. port .. "/%?code=%.%.%. %(the page may not load%)%. "
       .. "Paste that whole URL from the address bar, or just its code, here:\nProfile dev was successfully saved\n$",
       r.err)
@@ -73,7 +74,8 @@ describe("dbxauth login --no-browser", function()
     assert.equal("dev", profiles.default_profile(path))          -- the file's first profile with a host
     assert.equal(1, ws:counters()["POST /oidc/v1/token"])
     -- the login serves token and describe
-    assert.equal(tokens.dev.access_token .. "\n", ok(run({ "token", "-o", "text" }, { env = env(port), home = home })).out)
+    assert.equal(tokens.dev.access_token .. "\n",
+      ok(run({ "token", "-o", "text" }, { env = env(port), home = home })).out)
     local d = decode(ok(run({ "describe", "-p", "dev", "-o", "json" }, { env = env(port), home = home })).out)
     assert.equal("success", d.status)
     assert.equal("databricks-cli", d.details.auth_type)
@@ -133,7 +135,8 @@ describe("dbxauth login prompts", function()
     assert.same({ host = ws.url, auth_type = "databricks-cli" }, profiles.get(home .. "/.databrickscfg", name))
     r = ok(run({ "login", "--no-browser", "--host", ws.account_url }, { env = env(port), home = home, tty = true,
       input = { fake.CREDS.account_id, "", browser() } }))
-    assert.matches("^Databricks account ID: Databricks profile name %[ACCOUNT%-" .. fake.CREDS.account_id:gsub("%p", "%%%0")
+    assert.matches("^Databricks account ID: Databricks profile name %[ACCOUNT%-"
+      .. fake.CREDS.account_id:gsub("%p", "%%%0")
       .. "%]: ", r.err)
     assert.truthy(cache(home)["ACCOUNT-" .. fake.CREDS.account_id])
     assert.truthy(cache(home)[ws.account_url .. "/oidc/accounts/" .. fake.CREDS.account_id])
@@ -167,7 +170,8 @@ describe("dbxauth token output", function()
     local tok = decode(r.out)
     assert.equal(access, tok.access_token)
     assert.matches('^{\n  "access_token": "[^"]+",\n  "token_type": "Bearer",\n  "expiry": "[^"]+"\n}$', r.out)
-    assert.equal(access .. "\n", ok(run({ "token", "--output=TEXT", "--profile", "t" }, { env = env(port), home = home })).out)
+    assert.equal(access .. "\n",
+      ok(run({ "token", "--output=TEXT", "--profile", "t" }, { env = env(port), home = home })).out)
     r = ok(run({ "token", "t", "--force-refresh", "--timeout", "30s" }, { env = env(port), home = home }))
     assert.not_equal(access, decode(r.out).access_token)
     assert.equal(3600, decode(r.out).expires_in)

@@ -72,8 +72,9 @@ describe("dbxauth profiles", function()
     local r = ok(run({ "profiles" }, { env = env(), home = home }))
     local w = #"bogus" + 0
     w = math.max(#"ws (Default)", w, #"acct", #"Name")
-    local function row(a, b, c) return a .. string.rep(" ", w - #a + 2) .. b .. string.rep(" ", #ws.account_url - #b + 2)
-      .. c .. "\n" end
+    local function row(a, b, c)
+      return a .. string.rep(" ", w - #a + 2) .. b .. string.rep(" ", #ws.account_url - #b + 2) .. c .. "\n"
+    end
     assert.equal(row("Name", "Host", "Valid") .. row("ws (Default)", ws.url, "YES") .. row("bogus", ws.url, "NO")
       .. row("acct", ws.account_url, "YES"), r.out)
   end)
@@ -110,7 +111,8 @@ describe("dbxauth profiles", function()
 
   it("takes the output format from DATABRICKS_OUTPUT_FORMAT", function()
     local home = files.home(cfg_text())
-    local r = ok(run({ "profiles", "--skip-validate" }, { env = env { DATABRICKS_OUTPUT_FORMAT = "JSON" }, home = home }))
+    local r = ok(run({ "profiles", "--skip-validate" },
+      { env = env { DATABRICKS_OUTPUT_FORMAT = "JSON" }, home = home }))
     assert.equal(3, #decode(r.out).profiles)
     r = ok(run({ "-o", "text", "profiles", "--skip-validate" }, { env = env { DATABRICKS_OUTPUT_FORMAT = "json" },
       home = home }))
