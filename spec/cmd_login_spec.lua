@@ -82,6 +82,18 @@ describe("dbxauth login --no-browser", function()
     assert.equal("user@example.com", d.username)
   end)
 
+  it("saves serverless_compute_id = auto with --configure-serverless, and takes --skip-workspace", function()
+    local home = files.home("[dev]\nhost = " .. ws.url .. "\ncluster_id = 0101-abc\n")
+    local port = free_port()
+    ok(run({ "login", "dev", "--no-browser", "--configure-serverless", "--skip-workspace", "--scopes", "sql,files" },
+      { env = env(port), home = home, input = { browser() } }))
+    assert.same({ host = ws.url, cluster_id = "0101-abc", serverless_compute_id = "auto", scopes = "files,sql",
+      auth_type = "databricks-cli" }, profiles.get(home .. "/.databrickscfg", "dev"))
+    -- the profile's scopes are those of the next login too
+    local r = ok(run({ "login", "dev", "--no-browser" }, { env = env(port), home = home, input = { browser() } }))
+    assert.matches("scope=offline_access%+files%+sql&", r.err)
+  end)
+
   it("takes just the code too", function()
     local home = files.tmpdir()
     local port = free_port()
@@ -177,6 +189,11 @@ describe("dbxauth token output", function()
     assert.equal(3600, decode(r.out).expires_in)
     r = failed(run({ "token", "t", "--timeout", "forever" }, { env = env(port), home = home }))
     assert.equal('Error: invalid argument "forever" for "--timeout" flag: time: invalid duration "forever"\n', r.err)
+    files.write(home .. "/.databrickscfg", files.read(home .. "/.databrickscfg") .. "\n[t2]\nhost = " .. ws.url
+      .. "/\nauth_type = databricks-cli\n")
+    r = failed(run({ "token", "--host", ws.url }, { env = env(port), home = home }))
+    assert.equal("Error: t and t2 match " .. ws.url .. " in " .. home .. "/.databrickscfg. Use --profile to specify "
+      .. "which profile to use\n", r.err)
     r = failed(run({ "token", "-p", "t", "--host", "https://elsewhere.example" }, { env = env(port), home = home }))
     assert.equal('Error: --profile "t" has host "' .. ws.url .. '", which conflicts with --host '
       .. '"https://elsewhere.example". Use --profile only to select a profile\n', r.err)

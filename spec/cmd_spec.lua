@@ -195,6 +195,20 @@ describe("dbxauth describe", function()
   end)
 end)
 
+describe("external-browser profiles", function()
+  it("are checked against the cached login only: profiles and describe never open a browser", function()
+    local home = files.home("[eb]\nhost = " .. ws.url .. "\nauth_type = external-browser\n")
+    local opened = home .. "/browser-opened"
+    local e = env { BROWSER = "touch " .. opened .. " %s" }
+    local r = ok(run({ "profiles", "-o", "json" }, { env = e, home = home }))
+    assert.is_false(decode(r.out).profiles[1].valid)
+    r = ok(run({ "describe", "-p", "eb" }, { env = e, home = home }))
+    assert.matches("^Unable to authenticate: external%-browser auth: no cached login", r.out)
+    assert.is_nil(files.read(opened))
+    assert.is_nil(ws:counters()["GET /api/2.0/preview/scim/v2/Me"])
+  end)
+end)
+
 describe("dbxauth env", function()
   it("prints the profile's variables as {\"env\": {...}}, sorted, with a deprecation warning", function()
     ws:set { metadata = false }
