@@ -204,6 +204,8 @@ describe("dbxauth token output", function()
     for _, args in ipairs { { "token", "t" }, { "describe", "-p", "t" }, { "profiles" } } do
       args[#args + 1] = "--debug"
       local r = ok(run(args, { env = env(port), home = home }))
+      assert.matches("^%d%d:%d%d:%d%d Debug: start version=[^\n]+ command=" .. args[1] .. "\n", r.err)
+      assert.matches("\n%d%d:%d%d:%d%d Debug: completed execution exit_code=0\n$", r.err)
       for _, e in pairs(cache(home)) do
         assert.is_nil(r.err:find(e.access_token, 1, true))
         assert.is_nil(r.err:find(e.refresh_token, 1, true))

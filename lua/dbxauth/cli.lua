@@ -110,9 +110,16 @@ function _M.main(list, ctx)
     opts.output = (env and env:lower() == "json") and "json" or "text"
   end
   ctx.debug = opts.debug
+  -- --debug brackets the run as the CLI's log does (no arguments: they may name hosts with
+  -- user information); the library's request log goes through the logger in between.
+  local function log(text)
+    if ctx.debug then ctx.stderr(os.date("!%H:%M:%S") .. " Debug: " .. text .. "\n") end
+  end
+  log("start version=" .. dbxauth.VERSION .. " command=" .. name)
   local ok, err = RUN[name](ctx, opts, pos)
-  if not ok then return report(ctx, err) end
-  return 0
+  local code = ok and 0 or report(ctx, err)
+  log((code == 0 and "completed" or "failed") .. " execution exit_code=" .. code)
+  return code
 end
 
 _M.COMMANDS = commands.ORDER

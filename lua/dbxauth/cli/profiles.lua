@@ -40,7 +40,8 @@ local function load(ctx, path, p, skip, default_name)
   local v = p.values
   local getenv = util.isolated(ctx.getenv, { DATABRICKS_CLI_PATH = true })
   local cfg = util.config(ctx, { profile = p.name, config_file = path,
-    http_timeout_seconds = VALIDATE_TIMEOUT, retry_timeout_seconds = VALIDATE_TIMEOUT }, getenv)
+    http_timeout_seconds = VALIDATE_TIMEOUT, retry_timeout_seconds = VALIDATE_TIMEOUT,
+    databricks_cli_timeout_seconds = VALIDATE_TIMEOUT }, getenv)
   local h = cfg and cfg.host or util.canonical(v.host)
   local auth_type = nonempty(v.auth_type) and v.auth_type or ""
   local valid = false
