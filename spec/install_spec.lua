@@ -56,6 +56,20 @@ describe("make install", function()
     end)
   end
 
+  it("bin/dbxauth in a checkout finds the checkout's modules, under either interpreter and from any directory",
+    function()
+      for _, tree in ipairs(TREES) do
+        for _, how in ipairs { "bin/dbxauth", "cd bin && ./dbxauth", "cd spec && ../bin/dbxauth" } do
+          local prog = how:gsub("dbxauth$", "")
+          local rc, out = sh((how:match("^cd [^&]+&& ") or "") .. "env -i HOME=/nonexistent PATH="
+            .. q(os.getenv("PATH") or "/usr/bin:/bin") .. " " .. tree.interp .. " "
+            .. (how:match("([^ ]+)$")) .. " --version")
+          assert.equal(0, rc, tree.interp .. " " .. prog .. ": " .. out)
+          assert.matches("^dbxauth v", out)
+        end
+      end
+    end)
+
   it("installing the other tree into the same prefix rewrites the command for its interpreter", function()
     local prefix = files.tmpdir()
     install(prefix, "5.4")
