@@ -113,7 +113,10 @@ install: build
 	for f in $(LUA_SRC); do \
 	  rel=$${f#lua/}; install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/$$rel; \
 	done
-	@if [ -f bin/dbxauth ]; then install -D -m 0755 bin/dbxauth $(DESTDIR)$(PREFIX)/bin/dbxauth; fi
+	@case "$(LUA_VERSION)" in 5.4) interp=$(LUA54);; *) interp=$(LUAJIT);; esac; \
+	install -d $(DESTDIR)$(PREFIX)/bin; \
+	sed "1s|^#!.*|#!/usr/bin/env $$interp|" bin/dbxauth > $(DESTDIR)$(PREFIX)/bin/dbxauth.tmp && \
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/dbxauth.tmp && mv $(DESTDIR)$(PREFIX)/bin/dbxauth.tmp $(DESTDIR)$(PREFIX)/bin/dbxauth
 	@sh tools/install-paths.sh "$(PREFIX)" "$(LUA_VERSION)" "$(if $(filter 5.4,$(LUA_VERSION)),$(LUA54),$(LUAJIT))"
 
 clean:

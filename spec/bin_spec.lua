@@ -89,34 +89,39 @@ describe("dbxauth usage", function()
   local home = files.tmpdir()
 
   it("prints help at the top level and for every command, on stdout, exit 0", function()
-    for _, args in ipairs { { "--help" }, { "-h" }, { "help" } } do
+    for _, args in ipairs { { "--help" }, { "-h" }, { "help" }, {} } do
       local r = ok(run(home, args))
-      assert.matches("^Usage: dbxauth <command>", r.out)
+      assert.matches("\nUsage:\n  dbxauth %[command%]\n", r.out)
       assert.equal("", r.err)
     end
-    for _, cmd in ipairs { "login", "token", "profiles", "describe" } do
+    for _, cmd in ipairs { "login", "token", "profiles", "describe", "env", "logout", "switch" } do
       local r = ok(run(home, { cmd, "--help" }))
-      assert.matches("^Usage: dbxauth " .. cmd, r.out)
+      assert.matches("\nUsage:\n  dbxauth " .. cmd, r.out)
       assert.equal("", r.err)
-      assert.matches("^Usage: dbxauth " .. cmd, ok(run(home, { "help", cmd })).out)
+      assert.equal(r.out, ok(run(home, { "help", cmd })).out)
+      assert.equal(r.out, ok(run(home, { cmd, "-h" })).out)
     end
+    assert.equal("dbxauth v" .. require("dbxauth").VERSION .. "\n", ok(run(home, { "--version" })).out)
   end)
 
-  it("answers mistakes with the usage on stderr, exit 1", function()
-    local r = failed(run(home, {}))
-    assert.matches("^Error: no command given\n\nUsage: dbxauth <command>", r.err)
-    r = failed(run(home, { "logon" }))
-    assert.matches('^Error: unknown command "logon" for "dbxauth"', r.err)
+  it("answers mistakes as Cobra does: Error: on stderr, exit 1", function()
+    local r = failed(run(home, { "logon" }))
+    assert.equal('Error: unknown command "logon" for "dbxauth"\nRun \'dbxauth --help\' for usage.\n', r.err)
     r = failed(run(home, { "token", "--bogus" }))
-    assert.matches("^Error: unknown flag: %-%-bogus\n\nUsage: dbxauth token", r.err)
+    assert.equal("Error: unknown flag: --bogus\n", r.err)
     r = failed(run(home, { "login", "--host" }))
-    assert.matches("^Error: flag needs an argument: %-%-host", r.err)
+    assert.equal("Error: flag needs an argument: --host\n", r.err)
     r = failed(run(home, { "profiles", "extra" }))
-    assert.matches("^Error: unexpected argument: extra", r.err)
+    assert.equal('Error: unknown command "extra" for "dbxauth profiles"\n', r.err)
     r = failed(run(home, { "token", "--force-refresh=yes" }))
-    assert.matches("takes no value", r.err)
+    assert.matches('^Error: invalid argument "yes" for "%-%-force%-refresh" flag', r.err)
     r = failed(run(home, { "describe", "-x" }))
-    assert.matches("unknown shorthand flag: %-x", r.err)
+    assert.equal("Error: unknown shorthand flag: 'x' in -x\n", r.err)
+    r = failed(run(home, { "token", "a", "b" }))
+    assert.equal("Error: accepts at most 1 arg(s), received 2\n", r.err)
+    r = failed(run(home, { "profiles", "-o", "yaml" }))
+    assert.equal('Error: invalid argument "yaml" for "-o, --output" flag: accepted arguments are json and text\n',
+      r.err)
   end)
 end)
 
@@ -154,118 +159,7 @@ local CFG = table.concat({
   "",
 }, "\n")
 
-describe("dbxauth profiles", function()
-  it("lists the profiles without checking them", function()
-    local home = files.home(CFG)
-    local r = ok(run(home, { "profiles", "--skip-validate" }))
-    assert.equal("", r.err)
-    local list = decode(r.out).profiles
-    local names = {}
-    for i, p in ipairs(list) do
-      names[i] = p.name
-      assert.is_nil(p.valid)
-    end
-    assert.same({ "DEFAULT", "sp", "nohost", "cli", "acc", "browser" }, names)
-    assert.same({ name = "acc", host = "https://accounts.cloud.databricks.com", account_id = "acc-1",
-      auth_type = "databricks-cli" }, list[5])
-    assert.same({ name = "nohost" }, list[3])
-    assert.matches('^{\n  "profiles": %[\n    {\n      "name": "DEFAULT",\n', r.out)
-  end)
-
-  it("checks each profile without opening a browser", function()
-    local home = files.home(CFG)
-    -- a login for [cli] in the CLI's cache (the check uses it without any network)
-    write_cache(home, { cli = { access_token = "cli-access-token", token_type = "Bearer",
-      refresh_token = "cli-refresh-token", expiry = tokencache.format_time(os.time() + 3000) } })
-    local opened = home .. "/browser-opened"
-    local r = ok(run(home, { "profiles" }, { BROWSER = "touch " .. opened .. " %s" }))
-    local by = {}
-    for _, p in ipairs(decode(r.out).profiles) do by[p.name] = p end
-    assert.is_true(by.DEFAULT.valid)
-    assert.equal("pat", by.DEFAULT.auth_type)
-    assert.is_false(by.nohost.valid)
-    assert.is_true(by.cli.valid)
-    assert.equal("databricks-cli", by.cli.auth_type)
-    assert.is_false(by.acc.valid)
-    assert.is_false(by.browser.valid)
-    assert.is_nil(files.read(opened))
-  end)
-
-  it("prints an empty list without a config file", function()
-    local r = ok(run(files.tmpdir(), { "profiles" }))
-    assert.equal('{\n  "profiles": []\n}\n', r.out)
-  end)
-
-  it("reports a config file it cannot parse", function()
-    local home = files.home("[a]\nnot a key value line\n")
-    local r = failed(run(home, { "profiles" }))
-    assert.matches("^Error: cannot parse config file: ", r.err)
-  end)
-end)
-
----------------------------------------------------------------------------------------------
-
-describe("dbxauth describe", function()
-  it("shows values, sources and env names, secrets masked", function()
-    local home = files.home(CFG)
-    local r = ok(run(home, { "describe" }, { DATABRICKS_HOST = "https://env.cloud.databricks.com",
-      DATABRICKS_TOKEN = PAT, DATABRICKS_WAREHOUSE_ID = "wh-1" }))
-    assert.equal("", r.err)
-    local d = decode(r.out)
-    assert.equal("ok", d.status)
-    assert.equal("pat", d.auth_type)
-    assert.same({ value = "https://env.cloud.databricks.com", source = "env", env = "DATABRICKS_HOST" },
-      d.attributes.host)
-    assert.same({ value = "***", source = "env", env = "DATABRICKS_TOKEN" }, d.attributes.token)
-    assert.same({ value = "wh-1", source = "env", env = "DATABRICKS_WAREHOUSE_ID" }, d.attributes.warehouse_id)
-    assert.same({ value = "pat", source = "resolved" }, d.attributes.auth_type)
-    assert.is_nil(d.config_file)                  -- host from env: the file is not read
-    assert.is_false(find(r.out, PAT))
-    assert.matches('^{\n  "status": "ok",\n  "auth_type": "pat",\n', r.out)
-  end)
-
-  it("describes a profile from the file", function()
-    local home = files.home(CFG)
-    local r = ok(run(home, { "describe", "--profile", "sp" }))
-    local d = decode(r.out)
-    assert.same({ value = "***", source = "file" }, d.attributes.client_secret)
-    assert.same({ value = "sp-id", source = "file" }, d.attributes.client_id)
-    assert.same({ value = "sp", source = "explicit" }, d.attributes.profile)
-    assert.equal(home .. "/.databrickscfg", d.config_file)
-    assert.is_false(find(r.out, SECRET))
-    assert.is_false(find(r.err, SECRET))
-  end)
-
-  it("reports why credentials could not be found, and never opens a browser", function()
-    local home = files.home(CFG)
-    local r = ok(run(home, { "describe", "--profile", "nohost" }))
-    local d = decode(r.out)
-    assert.equal("error", d.status)
-    assert.is_nil(d.auth_type)
-    assert.matches("^default auth: cannot configure default credentials", d.error)
-    assert.matches("token=***", d.error, 1, true)
-    assert.is_false(find(r.out, PAT))
-    local opened = home .. "/browser-opened"
-    d = decode(ok(run(home, { "describe", "--profile", "browser" }, { BROWSER = "touch " .. opened .. " %s" })).out)
-    assert.equal("error", d.status)
-    assert.matches("no cached login", d.error)
-    assert.matches("dbxauth login", d.hint)
-    assert.is_nil(files.read(opened))
-  end)
-
-  it("fails with exit 1 when the configuration does not resolve", function()
-    local home = files.home(CFG)
-    local r = failed(run(home, { "describe", "--profile", "missing" }))
-    assert.equal("Error: resolve: " .. home .. "/.databrickscfg has no missing profile configured. "
-      .. "Config: profile=missing\nhint: the profiles there are DEFAULT, sp, nohost, cli, acc, browser; "
-      .. "run `databricks auth login --profile missing` (or dbxauth login) to create it\n", r.err)
-    r = failed(run(home, { "describe" }, { DATABRICKS_TOKEN = PAT, DATABRICKS_CLIENT_SECRET = SECRET,
-      DATABRICKS_CLIENT_ID = "x" }))
-    assert.matches("^Error: validate: more than one authorization method configured: oauth and pat", r.err)
-    assert.is_false(find(r.err, PAT))
-    assert.is_false(find(r.err, SECRET))
-  end)
-end)
+-- profiles, describe, env, logout, switch: spec/cmd_spec.lua (in process, against the fake).
 
 ---------------------------------------------------------------------------------------------
 
@@ -313,15 +207,22 @@ describe("dbxauth token (from the cache)", function()
 
   it("follows the CLI's order without flags: DATABRICKS_HOST, DATABRICKS_CONFIG_PROFILE, default_profile", function()
     local home = setup_home()
+    -- [DEFAULT] has a host but is a PAT profile: the fallback to it ends there
     local r = failed(run(home, { "token" }))
-    assert.equal("Error: no profile specified. Use --profile <name> to specify which profile to use\n", r.err)
+    assert.matches('^Error: profile "DEFAULT" uses a personal access token', r.err)
     r = ok(run(home, { "token" }, { DATABRICKS_HOST = "https://other.cloud.databricks.com",
       DATABRICKS_CONFIG_PROFILE = "cli" }))
+    assert.equal("cli-access", decode(r.out).access_token)         -- the profile variable first
+    r = ok(run(home, { "token" }, { DATABRICKS_HOST = "https://other.cloud.databricks.com" }))
     assert.equal("other-access", decode(r.out).access_token)
     r = ok(run(home, { "token" }, { DATABRICKS_CONFIG_PROFILE = "cli" }))
     assert.equal("cli-access", decode(r.out).access_token)
     files.write(home .. "/.databrickscfg", CFG .. "[__settings__]\ndefault_profile = acc\n")
     assert.equal("acc-access", decode(ok(run(home, { "token" })).out).access_token)
+    files.write(home .. "/.databrickscfg",
+      "[a]\nhost = https://a.cloud.databricks.com\n[b]\nhost = https://b.example\n")
+    r = failed(run(home, { "token" }))
+    assert.equal("Error: no profile specified. Use --profile <name> to specify which profile to use\n", r.err)
     r = failed(run(files.tmpdir(), { "token" }))
     assert.matches("^Error: no profiles configured%. Run 'databricks auth login' to create a profile\nhint: ", r.err)
   end)
@@ -405,14 +306,15 @@ describe("dbxauth login (fake workspace)", function()
 
   it("logs in, updates the profile in place and serves the token", function()
     local home = files.home((EXISTING:gsub("HOST", ws.url)))
-    local r = ok(run(home, { "login", "--profile", "dev", "--timeout", "30" }, env()))
+    local r = ok(run(home, { "login", "--profile", "dev", "--timeout", "30s", "-o", "json" }, env()))
     assert.same({ profile = "dev", host = ws.url }, decode(r.out))
     assert.matches('^{\n  "profile": "dev",\n  "host": ', r.out)
     assert.matches("Profile dev was successfully saved\n$", r.err)
     -- the file: [dev] rewritten where it was, comments and other profiles byte for byte
     local text = files.read(home .. "/.databrickscfg")
     assert.equal(EXISTING:gsub("HOST", ws.url):gsub("host = " .. ws.url:gsub("%p", "%%%0") .. "\ntoken = [^\n]*\n",
-      "host = " .. ws.url .. "\nauth_type = databricks-cli\n"), text)
+      "host = " .. ws.url .. "\nauth_type = databricks-cli\n"), text)   -- not the first profile with a host:
+    assert.is_nil(profiles.default_profile(home .. "/.databrickscfg"))  -- no default_profile
     assert.equal(tonumber("600", 8), core.stat(home .. "/.databrickscfg").mode)
     assert.equal(EXISTING:gsub("HOST", ws.url), files.read(home .. "/.databrickscfg.bak"))
     -- the cache: under the profile and the host, as the CLI keys it
@@ -427,17 +329,20 @@ describe("dbxauth login (fake workspace)", function()
     assert.equal("Bearer", tok.token_type)
     assert.matches(RFC3339, tok.expiry)
     assert.is_nil(tok.refresh_token)
+    assert.equal(access .. "\n", ok(run(home, { "token", "dev", "-o", "text" }, env())).out)
     -- the profile authenticates through the databricks-cli auth type (the cache, no CLI installed)
-    r = ok(run(home, { "profiles" }, env()))
+    r = ok(run(home, { "profiles", "-o", "json" }, env()))
     local by = {}
     for _, p in ipairs(decode(r.out).profiles) do by[p.name] = p end
     assert.is_true(by.dev.valid)
     assert.equal("databricks-cli", by.dev.auth_type)
-    r = ok(run(home, { "describe", "--profile", "dev" }, env()))
+    r = ok(run(home, { "describe", "--profile", "dev", "-o", "json" }, env()))
     local d = decode(r.out)
-    assert.equal("databricks-cli", d.auth_type)
-    assert.same({ value = "databricks-cli", source = "file" }, d.attributes.auth_type)
-    assert.same({ value = "0101-abc", source = "file" }, d.attributes.cluster_id)
+    assert.equal("success", d.status)
+    assert.equal("databricks-cli", d.details.auth_type)
+    assert.equal("user@example.com", d.username)       -- the fake's U2M user (fake/oauth.lua)
+    assert.same({ value = "0101-abc", auth_type_mismatch = false,
+      source = { type = "config file", name = home .. "/.databrickscfg" } }, d.details.configuration.cluster_id)
   end)
 
   it("refreshes an expired login on `token`, and on --force-refresh", function()
@@ -459,20 +364,24 @@ describe("dbxauth login (fake workspace)", function()
     assert.equal(3, ws:counters()["POST /oidc/v1/token"])   -- one code exchange, two refreshes
   end)
 
-  it("names the profile after the host, and saves scopes", function()
+  it("without a terminal to ask for a name, caches the login under the host only (as the CLI)", function()
     local home = files.tmpdir()
-    local r = ok(run(home, { "login", ws.url, "--scopes", "sql files" }, env()))
-    local name = ws.url:gsub("^https://", "")      -- "localhost:<port>": the first DNS label
-    assert.same({ profile = name, host = ws.url }, decode(r.out))
-    local p = profiles.get(home .. "/.databrickscfg", name)
-    assert.same({ host = ws.url, auth_type = "databricks-cli", scopes = "files,sql" }, p)
-    assert.truthy(cache(home).tokens[name])
+    local r = ok(run(home, { "login", ws.url, "--scopes", "sql files", "-o", "json" }, env()))
+    assert.same({ host = ws.url }, decode(r.out))
+    assert.is_nil(files.read(home .. "/.databrickscfg"))
+    assert.same({ ws.url }, (function() local k = {} for n in pairs(cache(home).tokens) do k[#k + 1] = n end
+      return k end)())
+    assert.equal("", ok(run(home, { "login", ws.url }, env())).out)   -- text: nothing on stdout
+    ok(run(home, { "login", "--host", ws.url, "--profile", "sc", "--scopes", "sql files" }, env()))
+    assert.same({ host = ws.url, auth_type = "databricks-cli", scopes = "files,sql" },
+      profiles.get(home .. "/.databrickscfg", "sc"))
   end)
 
   it("logs in to an account console as ACCOUNT-<id>", function()
     local home = files.tmpdir()
     local A = fake.CREDS.account_id
-    local r = ok(run(home, { "login", "--host", ws.account_url, "--account-id", A }, env()))
+    local r = ok(run(home, { "login", "--host", ws.account_url, "--account-id", A, "-p", "ACCOUNT-" .. A,
+      "-o", "json" }, env()))
     assert.same({ profile = "ACCOUNT-" .. A, host = ws.account_url }, decode(r.out))
     assert.same({ host = ws.account_url, account_id = A, auth_type = "databricks-cli" },
       profiles.get(home .. "/.databrickscfg", "ACCOUNT-" .. A))
@@ -480,7 +389,8 @@ describe("dbxauth login (fake workspace)", function()
     assert.truthy(doc.tokens["ACCOUNT-" .. A])
     assert.truthy(doc.tokens[ws.account_url .. "/oidc/accounts/" .. A])
     r = failed(run(home, { "login", "--host", ws.account_url }, env()))
-    assert.matches("^Error: an account id is required", r.err)
+    assert.equal("Error: the command is being run in a non-interactive environment, please specify an account ID "
+      .. "using --account-id\n", r.err)
   end)
 
   it("fails cleanly when the login does not complete", function()
@@ -496,9 +406,19 @@ describe("dbxauth login (fake workspace)", function()
     r = failed(run(home, { "login", "--host", ws.url }, env()))
     assert.matches("\nError: access_denied: the user said no", r.err)
     r = failed(run(home, { "login" }, env()))
-    assert.matches("^Error: no host given\nhint: dbxauth login %-%-host", r.err)
+    assert.equal("Error: the command is being run in a non-interactive environment, please specify a host using "
+      .. "--host\n", r.err)
     r = failed(run(home, { "login", "--host", ws.url, "--timeout", "soon" }, env()))
-    assert.matches("^Error: invalid %-%-timeout", r.err)
+    assert.equal('Error: invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"\n', r.err)
+    r = failed(run(home, { "login", "--host", ws.url, "--configure-cluster" }, env()))
+    assert.matches("^Error: %-%-configure%-cluster is not supported by dbxauth", r.err)
+    r = failed(run(home, { "login", "--host", ws.url, "--configure-cluster", "--configure-serverless" }, env()))
+    assert.equal("Error: please either configure serverless or cluster, not both\n", r.err)
+    r = failed(run(home, { "login", "nosuchprofile" }, env()))
+    assert.equal('Error: no matching profile found: "nosuchprofile"\n', r.err)
+    r = failed(run(home, { "login", ws.url, "--host", ws.url }, env()))
+    assert.matches('^Error: argument "[^"]+" cannot be combined with %-%-host or %-%-profile', r.err)
+    for k in pairs(ws:counters()) do assert.not_matches("token", k) end   -- none got as far as a login
   end)
 
   it("prints the URL on stderr (for a browser on another machine)", function()
@@ -578,14 +498,15 @@ describe("cli.main in process", function()
 
   it("runs the commands with the given environment and home", function()
     local home = files.home(CFG)
-    local code, out, err = main({ "profiles", "--skip-validate" }, {}, home)
+    local code, out, err = main({ "profiles", "--skip-validate", "-o", "json" }, {}, home)
     assert.equal(0, code)
     assert.equal("", err)
-    assert.equal(6, #decode(out).profiles)
-    code, out = main({ "describe" }, { DATABRICKS_CONFIG_PROFILE = "sp" }, home)
+    assert.equal(5, #decode(out).profiles)                 -- [nohost] has neither host nor account id
+    code, out = main({ "describe", "-o", "json" }, { DATABRICKS_CONFIG_PROFILE = "sp" }, home)
     assert.equal(0, code)
     local d = decode(out)
-    assert.same({ value = "sp", source = "env", env = "DATABRICKS_CONFIG_PROFILE" }, d.attributes.profile)
+    assert.same({ value = "sp", auth_type_mismatch = false,
+      source = { type = "environment variable", name = "DATABRICKS_CONFIG_PROFILE" } }, d.details.configuration.profile)
     assert.is_false(find(out, SECRET))
     code, out, err = main({ "token", "--profile", "cli" }, {}, home)
     assert.equal(1, code)

@@ -250,12 +250,16 @@ function methods:refresh(p)
 end
 
 -- The browser login: opts = { timeout (seconds), open = fn(url), print_url, scopes, cache_keys,
--- stderr = fn(text) } -> token (also written to the CLI's token cache) | nil, err
+-- stderr = fn(text), read = fn() -> pasted line (headless: no listener) } -> token (also
+-- written to the CLI's token cache) | nil, err
 function methods:login(opts)
   local bad = not_table(opts, true)
   local t = opts and opts.timeout
   if not bad and t ~= nil and not (type(t) == "number" and t > 0 and t < math.huge) then
     bad = "timeout must be a positive number of seconds"
+  end
+  if not bad and opts and opts.read ~= nil and type(opts.read) ~= "function" then
+    bad = "read must be a function"
   end
   if bad then argerror(1, "login", bad) end
   local s = sessions[self]

@@ -4,6 +4,8 @@
 --   profiles.get(path, name)               values | nil
 --   profiles.default_profile(path)         [__settings__] default_profile | nil
 --   profiles.save(path, name, entries)     write one profile, everything else kept
+--   profiles.remove(path, name)            drop one profile, everything else kept
+--   profiles.set_setting(path, key, value) [__settings__] key = value (nil: removed)
 --
 -- save() edits the file as text: the profile's section is rewritten in place (or appended), and
 -- every other line - other profiles, comments, blank lines, odd formatting - stays byte for
@@ -246,8 +248,8 @@ function _M.edit(text, name, entries)
   return table.concat(out, "\n") .. "\n"
 end
 
--- Write profile `name` with `entries` ({ {key, value}, ... }) into the file at `path`.
-function _M.save(path, name, entries)
+-- Replace the file at `path` by edit(text) (nil: no change), under the lock, with a backup.
+local function rewrite(path, edit)
   local dir = path:match("^(.*)/[^/]*$")
   if dir and dir ~= "" then
     local st = core.stat(dir)
@@ -264,9 +266,9 @@ function _M.save(path, name, entries)
     -- Refuse to rewrite a file the SDKs could not read either.
     local _, perr = ini.parse(text, path)
     if perr then return errors.new("config", "cannot parse config file: " .. perr) end
-    local new, eerr = _M.edit(text, name, entries)
-    if not new then return eerr end
-    if new == text then return nil end
+    local new, eerr = edit(text)
+    if eerr then return eerr end
+    if new == nil or new == text then return nil end
     -- temp copies a writer killed mid-write left (every writer holds this lock): profiles hold tokens
     core.clean_temps(path, 0)
     core.clean_temps(path .. ".bak", 0)
@@ -282,6 +284,81 @@ function _M.save(path, name, entries)
   if not ok then error(err, 0) end
   if err then return nil, err end
   return true
+end
+
+-- Write profile `name` with `entries` ({ {key, value}, ... }) into the file at `path`.
+function _M.save(path, name, entries)
+  return rewrite(path, function(text) return _M.edit(text, name, entries) end)
+end
+
+-- The text without section `name` (every section of that name; comments above other sections
+-- and everything else stay).
+function _M.without(text, name)
+  local lines, drop = split_lines(text), {}
+  for _, s in ipairs(scan(lines)) do
+    if s.name == name then
+      -- the header through its last key: comments and blank lines after it head the next section
+      local first = math.max(s.header, 1)
+      local last = s.keys[#s.keys] and s.keys[#s.keys].last or s.header
+      for j = first, last do drop[j] = true end
+      local after = lines[last + 1]
+      if first > 1 and trim(lines[first - 1]) == "" and (after == nil or trim(after) == "") then
+        drop[first - 1] = true
+      end
+    end
+  end
+  local out = {}
+  for j, l in ipairs(lines) do
+    if not drop[j] then out[#out + 1] = l end
+  end
+  if #out == 0 then return "" end
+  return table.concat(out, "\n") .. "\n"
+end
+
+function _M.remove(path, name)
+  return rewrite(path, function(text) return _M.without(text, name) end)
+end
+
+-- The text with `key = value` in section `section` (created at the end if missing), or the
+-- key removed when value is nil; the section's other keys stay ([__settings__] auth_storage).
+function _M.with_key(text, section, key, value)
+  local lines = split_lines(text)
+  local target
+  for _, s in ipairs(scan(lines)) do
+    if s.name == section and s.header > 0 then target = s end
+  end
+  local line = value ~= nil and (key .. " = " .. value) or nil
+  if not target then
+    if not line then return text end
+    local out = {}
+    for _, l in ipairs(lines) do out[#out + 1] = l end
+    if #out > 0 and trim(out[#out]) ~= "" then out[#out + 1] = "" end
+    out[#out + 1] = "[" .. section .. "]"
+    out[#out + 1] = line
+    return table.concat(out, "\n") .. "\n"
+  end
+  local drop, at = {}, nil
+  for _, k in ipairs(target.keys) do
+    if k.key == key then
+      at = at or k.first
+      for j = k.first, k.last do drop[j] = true end
+    end
+  end
+  at = at or (target.keys[#target.keys] and target.keys[#target.keys].last + 1) or target.header + 1
+  local out = {}
+  for j = 1, #lines + 1 do
+    if j == at and line then out[#out + 1] = line end
+    if j <= #lines and not drop[j] then out[#out + 1] = lines[j] end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- [__settings__] key = value (nil: removed).
+function _M.set_setting(path, key, value)
+  if value ~= nil and (tostring(value):find("[\r\n]") or trim(tostring(value)) ~= tostring(value)) then
+    return fail("invalid value for " .. key)
+  end
+  return rewrite(path, function(text) return _M.with_key(text, config.SETTINGS_SECTION, key, value) end)
 end
 
 return _M

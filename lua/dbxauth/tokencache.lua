@@ -13,6 +13,7 @@
 --   tokencache.locked(path, fn, {wait})    fn() with the lock held: what fn returns | nil, err
 --   tokencache.put_locked(path, keys, tok, now)   read-modify-write, the lock already held
 --   tokencache.put(path, keys, tok, now)   the same, taking the lock
+--   tokencache.remove(path, keys)          delete entries (logout): how many | nil, err
 --
 -- Under the lock: the directory is made private first (created 0700; an existing one of
 -- ours set to 0700; one that others may write into and that is not ours is refused), the
@@ -282,6 +283,28 @@ end
 -- The same, taking the lock.
 function _M.put(path, keys, tok, now)
   return _M.locked(path, function() return _M.put_locked(path, keys, tok, now) end)
+end
+
+-- Delete the entries of `keys`: the number removed | nil, err. No file, no entries: 0.
+function _M.remove(path, keys)
+  local doc, rerr = _M.read(path)
+  if not doc then return nil, rerr end
+  local n = 0
+  for _, key in ipairs(keys) do
+    if doc.tokens[key] ~= nil then n = n + 1 end
+  end
+  if n == 0 then return 0 end
+  return _M.locked(path, function()
+    local cur, err = _M.read(path)
+    if not cur then return nil, err end
+    local removed = 0
+    for _, key in ipairs(keys) do
+      if cur.tokens[key] ~= nil then cur.tokens[key], removed = nil, removed + 1 end
+    end
+    local ok, code, msg = core.write_atomic(path, _M.encode(cur), tonumber("600", 8))
+    if not ok then return nil, file_error(path, msg or code) end
+    return removed
+  end)
 end
 
 return _M

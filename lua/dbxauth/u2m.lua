@@ -3,8 +3,9 @@
 --   u2m.authorize_url(ctx, {redirect_uri, scopes, challenge, state})   manual PKCE, step 1
 --   u2m.exchange_code(ctx, {code, verifier, redirect_uri})             manual PKCE, step 2
 --   u2m.refresh(ctx, refresh_token)
---   u2m.login(ctx, {timeout, open, print_url, scopes, cache_keys, stderr})  the whole browser
---                                                                      flow, tokens into the CLI's cache
+--   u2m.login(ctx, {timeout, open, print_url, scopes, cache_keys, stderr, read})  the whole
+--                      browser flow, tokens into the CLI's cache; with `read` (a function that
+--                      returns a pasted line) the headless flow, with no listener at all
 --   u2m.cached_token(ctx, {force_refresh})  the cached login, refreshed as needed
 -- The external-browser and databricks-cli providers share the cache logic.
 local core = require "dbxauth.core"
@@ -345,6 +346,54 @@ local function await_callback(listener, state, timeout, now)
   end
 end
 
+-- Headless login (`dbxauth login --no-browser`, over SSH): no listener. The user opens the
+-- authorize URL in any browser; the redirect to http://localhost:<port> then fails to load
+-- there, and the user pastes the URL from the address bar (or just its code). The same PKCE
+-- and state checks as the loopback flow: a pasted URL must carry this login's state.
+local function pasted(line)
+  line = tostring(line or ""):gsub("^%s+", ""):gsub("%s+$", "")
+  if line == "" then return nil end
+  local query = line:match("%?([^#]*)") or (line:find("=", 1, true) and line)
+  if not query then return { code = line }, false end
+  return core.parse_query(query), true
+end
+
+local function paste_login(ctx, opts, say, port)
+  local ep, err = ctx.endpoints()
+  if not ep then return nil, err end
+  local pkce, state = oauth.pkce(core.random), oauth.new_state(core.random)
+  local redirect_uri = "http://localhost:" .. port
+  local id, secret = client(ctx)
+  say("Open this URL in a browser (on any machine) and sign in:\n" .. oauth.authorize_url {
+    authorization_endpoint = ep.authorization_endpoint, client_id = id, redirect_uri = redirect_uri,
+    scopes = login_scopes(ctx, opts.scopes), state = state, challenge = pkce.challenge } .. "\n"
+    .. "The browser then goes to " .. redirect_uri .. "/?code=... (the page may not load). Paste that "
+    .. "whole URL from the address bar, or just its code, here:\n")
+  local q, is_url = pasted(opts.read())
+  if not q then
+    return fail("login_failed", "no redirect URL or code was pasted", { hint = "run the login again and paste "
+      .. "the URL the browser ended on (" .. redirect_uri .. "/?code=...&state=...)" })
+  end
+  if q.error then
+    return fail("login_failed", clean(q.error, 64) .. ": " .. clean(q.error_description or "", 300),
+      { oauth_error = clean(q.error, 64) })
+  end
+  if is_url and q.state ~= state then
+    return fail("state_mismatch", "the pasted URL does not belong to this login (its state does not match)",
+      { hint = "paste the URL of the browser tab this login's link opened, or run the login again" })
+  end
+  if type(q.code) ~= "string" or not q.code:find("^[%w%-%._~%%+/=]+$") or #q.code > 4096 then
+    return fail("login_failed", "the pasted text has no authorization code",
+      { hint = "paste the whole URL the browser ended on (" .. redirect_uri .. "/?code=...&state=...)" })
+  end
+  local tok
+  tok, err = ctx.token_request(oauth.code_exchange_request { token_endpoint = ep.token_endpoint, code = q.code,
+    verifier = pkce.verifier, redirect_uri = redirect_uri, client_id = id, client_secret = secret },
+    "authorization code exchange")
+  if not tok then return nil, code_error(err) end
+  return store(ctx, tok, opts.cache_keys)
+end
+
 function _M.login(ctx, opts)
   opts = opts or {}
   local _, cerr = _M.cache_path(ctx)   -- nowhere to keep the tokens: fail before the browser opens
@@ -354,6 +403,7 @@ function _M.login(ctx, opts)
   -- the port first: when it is taken, fail before any request and before a browser opens
   local port, explicit = callback_port(ctx)
   if not port then return nil, explicit end
+  if opts.read then return paste_login(ctx, opts, say, port) end
   local listener, lcode, lmsg = core.listen { ports = { port } }
   if not listener then
     if lcode == "port_busy" then return nil, port_in_use(ctx, port, explicit) end

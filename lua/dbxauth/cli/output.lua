@@ -62,5 +62,26 @@ local function json(v)
   return table.concat(out)
 end
 _M.json, _M.obj, _M.Object = json, obj, Object
+_M.NULL = cjson.null
+
+-- Rows as Go's tabwriter prints them with the CLI's settings (min width 0, padding 2, spaces):
+-- every cell but the last of a row padded to its column's widest cell plus two.
+function _M.table(rows)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i = 1, #row - 1 do
+      widths[i] = math.max(widths[i] or 0, #row[i])
+    end
+  end
+  local out = {}
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cells[i] = i < #row and (cell .. string.rep(" ", widths[i] - #cell + 2)) or cell
+    end
+    out[#out + 1] = table.concat(cells) .. "\n"
+  end
+  return table.concat(out)
+end
 
 return _M
