@@ -103,7 +103,7 @@ describe("the README's command table", function()
   local section = assert(readme:match("\n### The `dbxauth` command\n(.-)\n## "), "README has the command section")
 
   local commands = {}
-  for name in (help("--help"):match("\nCommands:\n(.-)\n\n") or ""):gmatch("\n?  ([%w-]+)  ") do
+  for name in (help("--help"):match("\nAvailable Commands:\n(.-)\n\n") or ""):gmatch("\n?  ([%w-]+)  ") do
     commands[#commands + 1] = name
   end
 
