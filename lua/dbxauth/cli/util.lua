@@ -31,17 +31,12 @@ function _M.isolated(getenv, keep)
   end
 end
 
--- One --debug line per logger entry. Entries are tables (request and response summaries,
--- secrets already redacted by the library) or strings.
+-- One --debug record per logger entry: the library's ready-made summary (`entry.text`, its
+-- secrets already redacted), continued on following lines as the CLI prints a round trip.
 local function debug_line(entry)
   if type(entry) ~= "table" then return tostring(entry) end
-  if type(entry.message) == "string" then return entry.message end
-  local parts = {}
-  for _, k in ipairs { "kind", "direction", "method", "url", "path", "status", "reason" } do
-    if entry[k] ~= nil then parts[#parts + 1] = tostring(entry[k]) end
-  end
-  if type(entry.body) == "string" and entry.body ~= "" then parts[#parts + 1] = entry.body end
-  return table.concat(parts, " ")
+  if type(entry.text) == "string" then return entry.text end
+  return tostring(entry.type or "") .. " " .. tostring(entry.method or "") .. " " .. tostring(entry.url or "")
 end
 
 -- dbxauth.config with the command's environment and home, and, under --debug, a logger that
@@ -50,7 +45,7 @@ function _M.config(ctx, attrs, getenv)
   local c = { getenv = getenv or ctx.getenv, home = ctx.home }
   if ctx.debug then
     c.logger = function(entry)
-      ctx.stderr(os.date("!%H:%M:%S") .. " Debug: " .. debug_line(entry):gsub("\n", " ") .. "\n")
+      ctx.stderr(os.date("!%H:%M:%S") .. " Debug: " .. debug_line(entry) .. "\n")
     end
   end
   return dbxauth.config(attrs, c)
