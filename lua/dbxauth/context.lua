@@ -13,8 +13,8 @@
 --                            (the Go SDK's IsAzure/IsGcp gate for cloud providers)
 --   ctx.scopes()             effective OAuth scopes (a fresh list)
 --   ctx.endpoints()          { token_endpoint, authorization_endpoint } | nil, err (discovery)
---   ctx.token_request(req, what)  POST a token request with the token retry policy; the
---                            parsed token (oauth.parse_token_response) | nil, err
+--   ctx.token_request(req, what, parse)  a token request with the token retry policy; the
+--                            parsed token (parse, default oauth.parse_token_response) | nil, err
 --   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
 --   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
 --                            chain has done this before any provider runs
@@ -46,7 +46,7 @@ function _M.new(s)
     cloud = function() return require("dbxauth.config").cloud(s.state) end,
     scopes = function() return s:scopes() end,
     endpoints = function() return s:endpoints() end,
-    token_request = function(req, what) return s:token_request(req, what) end,
+    token_request = function(req, what, parse) return s:token_request(req, what, parse) end,
     send = function(req) return s:send_once(req) end,
     prepare = function() return s:prepare() end,
     redact = function(text) return require("dbxauth.redact").text(text, s:secrets()) end,

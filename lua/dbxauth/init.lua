@@ -128,7 +128,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- Credentials (chain.lua)
 
--- { Authorization = "<type> <token>" } | nil, err
+-- { Authorization = "<type> <token>", ... } | nil, err (Azure credentials add their headers).
+-- A copy: what the caller does to it never reaches the credentials' own table.
 function methods:authenticate()
   local s = sessions[self]
   local creds = s.creds
@@ -137,7 +138,11 @@ function methods:authenticate()
     creds, err = s:credentials()
     if not creds then return nil, err end
   end
-  return creds.headers()
+  local h, err = creds.headers()
+  if not h then return nil, err end
+  local out = {}
+  for k, v in pairs(h) do out[k] = v end
+  return out
 end
 
 -- { access_token, token_type, expiry, scopes } | nil, err. opts.force_refresh: a new token

@@ -170,12 +170,13 @@ function Session:redact(err, req)
   return redact.error(err, self:secrets(req))
 end
 
--- POST to a token endpoint with the token retry policy, then parse the response. The token
--- endpoint's error text is outside text: it may echo the code, verifier or secret it was sent.
-function Session:token_request(req, what)
+-- POST to a token endpoint with the token retry policy, then parse the response (with `parse`,
+-- same signature as oauth.parse_token_response, for endpoints of another shape: Entra ID, IMDS).
+-- The token endpoint's error text is outside text: it may echo the code, verifier or secret.
+function Session:token_request(req, what, parse)
   local res, err = self:send(req, "token")
   if not res then return nil, err end
-  local tok, perr = oauth.parse_token_response(res, self:now(), what)
+  local tok, perr = (parse or oauth.parse_token_response)(res, self:now(), what)
   if tok then return tok end
   if res.gave_up then perr.message = perr.message .. " (" .. res.gave_up .. ")" end
   return nil, self:redact(perr, req)

@@ -30,9 +30,9 @@ function _M.new(o)
     if o.endpoints_error then return nil, o.endpoints_error end
     return _M.ENDPOINTS
   end
-  ctx.token_request = function(req, what)
+  ctx.token_request = function(req, what, parse)
     local n = #ctx.token_calls + 1
-    ctx.token_calls[n] = { req = req, what = what }
+    ctx.token_calls[n] = { req = req, what = what, parse = parse }
     if o.token then return o.token(req, what, n) end
     return oauth.token { access_token = "at-" .. n, token_type = "Bearer", expiry = clock.t + 3600 }
   end
@@ -43,6 +43,7 @@ function _M.new(o)
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
   ctx.prepare = function() return true end
+  ctx.redact = function(text) return text end
   return ctx
 end
 
