@@ -35,6 +35,8 @@ M.pattern_routes = {
   { "^/api/2%.0/accounts/([^/]+)/workspaces$", { GET = api.account_workspaces } },
 }
 
+require("spec.support.fake.entra").install(M)   -- Entra ID, IMDS, /aad/auth
+
 local function route(method, uri)
   local r = M.routes[uri]
   if r then
