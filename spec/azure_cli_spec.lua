@@ -17,11 +17,14 @@ dir="$(/usr/bin/dirname "$0")"
 [ -f "$dir/control" ] && . "$dir/control"
 echo "$*" >> "$dir/calls"
 if [ "$1" == "account" ] && [ "$2" == "show" ]; then
-  echo "{\"id\": \"sub-1\", \"tenantId\": \"tenant-from-az\", \"user\": {\"name\": \"${AZ_USER_NAME:-someone@example.com}\", \"type\": \"${AZ_USER_TYPE:-user}\"}}"
+  user="{\"name\": \"${AZ_USER_NAME:-someone@example.com}\", \"type\": \"${AZ_USER_TYPE:-user}\"}"
+  echo "{\"id\": \"sub-1\", \"tenantId\": \"tenant-from-az\", \"user\": $user}"
   exit 0
 fi
 if [ "yes" == "$FAIL" ]; then >&2 echo "This is just a failing script."; exit 1; fi
-if [ "logout" == "$FAIL" ]; then >&2 echo "No subscription found. Run 'az account set' to select a subscription."; exit 1; fi
+if [ "logout" == "$FAIL" ]; then
+  >&2 echo "No subscription found. Run 'az account set' to select a subscription."; exit 1
+fi
 if [ "corrupt" == "$FAIL" ]; then echo "{accessToken: ..corrupt"; exit 0; fi
 for arg in "$@"; do
   if [[ -n "$FAIL_IF" && "$arg" == "$FAIL_IF" ]]; then >&2 echo "Failed for $arg"; exit 1; fi
@@ -41,7 +44,8 @@ secs="${EXPIRE:-3600}"
 if [ -n "$EPOCH" ]; then
   echo "{\"accessToken\": \"$token\", \"expires_on\": $(( $(/bin/date +%s) + secs )), \"tokenType\": \"Bearer\"}"
 else
-  echo "{\"accessToken\": \"$token\", \"expiresOn\": \"$(/bin/date --date=+${secs}seconds +'%F %T.123456')\", \"subscription\": \"sub-1\", \"tokenType\": \"Bearer\"}"
+  on="$(/bin/date --date=+${secs}seconds +'%F %T.123456')"
+  echo "{\"accessToken\": \"$token\", \"expiresOn\": \"$on\", \"subscription\": \"sub-1\", \"tokenType\": \"Bearer\"}"
 fi
 ]=]
 
@@ -64,7 +68,8 @@ local function transport()
   return fake_transport.new {
     { pattern = "databricks%-config$", respond = function() return { status = 404 } end },
     { pattern = "/aad/auth$", respond = function()
-      return { status = 302, headers = { location = "https://login.microsoftonline.com/tenant-1/oauth2/authorize?x=1" } }
+      local to = "https://login.microsoftonline.com/tenant-1/oauth2/authorize?x=1"
+      return { status = 302, headers = { location = to } }
     end },
     { pattern = "/api/2%.0/fake/echo", respond = function(req)
       local h = {}
