@@ -147,11 +147,12 @@ local function epoch(v)
   return nil
 end
 
--- G mapAzureActiveDirectoryError: the description up to ". Trace ID", then ". See <error_uri>".
+-- G mapAzureActiveDirectoryError: the description up to ". Trace ID" (v1 puts "\r\n" there: cut
+-- too), then ". See <error_uri>". Trace and correlation ids help only in Entra's own logs.
 function _M.entra_message(doc)
   if type(doc) ~= "table" or type(doc.error_description) ~= "string" then return nil end
   local msg = doc.error_description
-  local cut = msg:find(". Trace ID", 1, true)
+  local cut = msg:find("%.?[\r\n ]+Trace ID")
   if cut then msg = msg:sub(1, cut - 1) end
   if type(doc.error_uri) == "string" and doc.error_uri ~= "" then
     msg = msg:gsub("%.$", "") .. ". See " .. doc.error_uri
