@@ -100,7 +100,8 @@ describe("azure.parse", function()
   end
 
   it("prefers expires_in, then expires_on (number or string), and moves the expiry 40 s earlier", function()
-    assert.equal(NOW + 3599 - 40, assert(parse('{"access_token":"aaaaaa","expires_in":"3599","expires_on":"5"}')).expiry)
+    local both = '{"access_token":"aaaaaa","expires_in":"3599","expires_on":"5"}'
+    assert.equal(NOW + 3599 - 40, assert(parse(both)).expiry)
     assert.equal(2000000 - 40, assert(parse('{"access_token":"aaaaaa","expires_on":"2000000"}')).expiry)
     assert.equal(2000000 - 40, assert(parse('{"access_token":"aaaaaa","expires_on":2000000}')).expiry)
     local tok = assert(parse('{"access_token":"aaaaaa","token_type":"access-token","expires_on":"0"}'))
@@ -127,7 +128,7 @@ describe("azure.parse", function()
     assert.equal("invalid_client", err.oauth_error)
     _, err = parse('{"error":"x","error_description":"AADSTS1: Broken. Trace ID: 9 Correlation ID: 8"}', 400)
     assert.equal("Entra ID token request failed: AADSTS1: Broken", err.message)
-    _, err = azure.parse({ status = 404, headers = {}, body = "404 page not found" }, NOW, "managed identity token request")
+    _, err = azure.parse({ status = 404, headers = {}, body = "404 page not found" }, NOW, "MSI token request")
     assert.equal("not_found", err.code)
   end)
 end)
@@ -139,7 +140,8 @@ describe("Azure providers in the chain", function()
     return fake_transport.new {
       { pattern = "databricks%-config$", respond = function() return { status = 404 } end },
       { pattern = "/aad/auth$", respond = function()
-        return { status = 302, headers = { location = "https://login.microsoftonline.com/disc-tenant/oauth2/authorize" } }
+        local to = "https://login.microsoftonline.com/disc-tenant/oauth2/authorize"
+        return { status = 302, headers = { location = to } }
       end },
       { pattern = "/oauth2/token$", respond = function(req)
         local f = core.parse_query(req.body)
@@ -215,8 +217,8 @@ describe("Azure providers in the chain", function()
         resources[#resources + 1] = core.parse_query(call.body).resource
       end
     end
-    assert.same({ "https://login.microsoftonline.us/t/oauth2/token", "https://login.microsoftonline.us/t/oauth2/token" },
-      urls)
+    local us = "https://login.microsoftonline.us/t/oauth2/token"
+    assert.same({ us, us }, urls)
     assert.same({ LOGIN, "https://management.core.usgovcloudapi.net/" }, resources)
   end)
 end)

@@ -71,7 +71,7 @@ local function authority_override(ctx)
     return nil, errors.new("config", "AZURE_AUTHORITY_HOST must not have a query or fragment",
       { hint = "set it to the Entra ID authority, like https://login.microsoftonline.com/" })
   end
-  return (v:gsub("/*$", "/"))
+  return (v:gsub("/+$", "")) .. "/"
 end
 
 -- The host's DNS zone decides (notes §0.2). Without an Azure zone (no host but a resource id, or
