@@ -174,3 +174,49 @@ describe("azure-client-secret", function()
     assert.equal(2, ws:counters()["entra workspace"])
   end)
 end)
+
+describe("Entra ID tokens into Databricks Apps (seed 001)", function()
+  it("exchanges the Entra token for a Databricks token of the app's audience, once", function()
+    local cfg = config()
+    local res = assert(cfg:app_request { app = "my-app", path = "/api/hello" })
+    assert.equal(200, res.status)
+    assert(cfg:app_request { app = "my-app", path = "/api/hello" })
+    local c = ws:counters()
+    assert.equal(1, c.exchange)
+    local f = require("dbxauth.core").parse_query(ws:last("/oidc/v1/token").body)
+    assert.equal("urn:ietf:params:oauth:grant-type:token-exchange", f.grant_type)
+    assert.equal("urn:ietf:params:oauth:token-type:jwt", f.subject_token_type)
+    assert.equal(ws:app("my-app").oauth2_app_client_id, f.audience)
+    local tok = assert(cfg:app_token { app = "my-app" })
+    assert.are_not.equal(assert(cfg:token()).access_token, tok.access_token)
+  end)
+
+  it("exchanges for the requested scopes", function()
+    local cfg = config()
+    assert(cfg:app_request { app = "scoped-app", path = "/api/hello",
+                             scopes = { "dashboards.genie", "file.files", "sql" } })
+    local f = require("dbxauth.core").parse_query(ws:last("/oidc/v1/token").body)
+    assert.equal("dashboards.genie file.files sql", f.scope)
+  end)
+
+  it("exchanges an Entra token given as `token` as a JWT, not as a PAT", function()
+    local entra = assert(config():token()).access_token
+    local cfg = assert(dbxauth.config({ host = ws.url, ca_file = ws.ca_file, token = entra },
+      { env = {}, home = "/nonexistent-home-for-specs" }))
+    assert(cfg:app_request { url = ws:app_url("my-app"), path = "/api/hello" })
+    local f = require("dbxauth.core").parse_query(ws:last("/oidc/v1/token").body)
+    assert.equal("urn:ietf:params:oauth:token-type:jwt", f.subject_token_type)
+  end)
+
+  it("the app refuses an unexchanged Entra token; its 401 says Entra tokens must be exchanged", function()
+    local entra = assert(config():token()).access_token
+    local res = assert(require("dbxauth.transport.curl").new { ca_file = ws.ca_file, resolve = ws.resolve }):send {
+      method = "GET", url = ws:app_url("my-app") .. "/api/hello", headers = { Authorization = "Bearer " .. entra } }
+    assert.equal(401, res.status)
+    ws:fault { host = "my-app", path = "/api/hello", status = 401, kind = "json", error_code = "UNAUTHENTICATED",
+               message = "Invalid access token" }
+    local _, err = config():app_request { app = "my-app", path = "/api/hello" }
+    assert.equal(401, err.status)
+    assert.matches("must be exchanged for a Databricks OAuth token", err.hint)
+  end)
+end)

@@ -9,10 +9,12 @@
 --   azure.token_request(env, tenant, fields)  POST {authority}{tenant}/oauth2/token (v1 form)
 --   azure.parse(res, now, what)     an Entra / IMDS token response -> token | nil, err
 --   azure.credentials(ctx, { primary = fetch, management = fetch | nil, optional_management })
+--   azure.is_entra_token(token)     a JWT Entra issued? (Apps refuse them unexchanged)
 --
 -- AZURE_AUTHORITY_HOST (the Azure Identity SDKs' variable; the Databricks SDKs ignore it) replaces
 -- the environment's authority: sovereign or air-gapped clouds, and the specs' seam to a fake.
 local cjson = require "cjson.safe"
+local core = require "dbxauth.core"
 local apierror = require "dbxauth.apierror"
 local errors = require "dbxauth.errors"
 local hosts = require "dbxauth.host"
@@ -193,6 +195,26 @@ function _M.parse(res, now, what)
   tok.scopes = nil    -- an Entra scope is not a Databricks scope
   return tok
 end
+
+-- Is `token` an Entra ID access token (a JWT Entra issued)? Databricks Apps refuse those: they
+-- must be exchanged for a Databricks OAuth token first (seed 001).
+local ISSUERS = { "^https://sts%.windows%.net/", "^https://login%.microsoftonline%.com/",
+                  "^https://login%.microsoftonline%.us/", "^https://sts%.chinacloudapi%.cn/",
+                  "^https://login%.chinacloudapi%.cn/" }
+function _M.is_entra_token(token)
+  local payload = type(token) == "string" and token:match("^[%w_-]+%.([%w_-]+)%.[%w_-]*$")
+  local json = payload and core.b64url_decode(payload)
+  local claims = json and cjson.decode(json)
+  local iss = type(claims) == "table" and claims.iss
+  if type(iss) ~= "string" then return false end
+  for _, p in ipairs(ISSUERS) do
+    if iss:find(p) then return true end
+  end
+  return false
+end
+
+_M.TYPES = { ["azure-client-secret"] = true, ["azure-msi"] = true, ["azure-cli"] = true,
+             ["github-oidc-azure"] = true }
 
 ---------------------------------------------------------------------------------------------
 -- Credentials: Authorization with the Entra token for the login app, the management token and
