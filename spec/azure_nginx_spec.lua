@@ -57,7 +57,8 @@ describe("Azure in nginx", function()
     return res
   end
 
-  for _, case in ipairs { { "sp", "azure-client-secret", "entra workspace" }, { "msi", "azure-msi", "imds workspace" } } do
+  local cases = { { "sp", "azure-client-secret", "entra workspace" }, { "msi", "azure-msi", "imds workspace" } }
+  for _, case in ipairs(cases) do
     it(case[2] .. ": the app gets a Databricks token exchanged from the Entra token, once for all workers", function()
       ws:reset()
       for _ = 1, 6 do
