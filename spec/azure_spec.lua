@@ -222,3 +222,72 @@ describe("Azure providers in the chain", function()
     assert.same({ LOGIN, "https://management.core.usgovcloudapi.net/" }, resources)
   end)
 end)
+
+-- The Go SDK's auth_azure_msi_test.go: no host, the workspace found from its resource id.
+describe("the host from azure_workspace_resource_id", function()
+  local IMDS = "^http://169%.254%.169%.254/metadata/identity/oauth2/token%?api%-version=2018%-02%-01"
+  local function transport(routes)
+    local list = {
+      { pattern = "databricks%-config$", respond = function() return { status = 404 } end },
+      { pattern = "/api/2%.0/fake/echo$", respond = function(req)
+        return { status = 200, body = require("cjson").encode(req.headers) }
+      end },
+    }
+    for _, r in ipairs(routes) do table.insert(list, 1, r) end
+    return fake_transport.new(list)
+  end
+  local function token(value)
+    return function(req)
+      if req.headers.Metadata ~= "true" then return { status = 400, body = "no Metadata header" } end
+      return { status = 200, body = '{"token_type":"Bearer","access_token":"' .. value .. '","expires_on":'
+        .. (os.time() + 300) .. '}' }
+    end
+  end
+  local function msi(t, extra)
+    local o = { azure_use_msi = true, azure_workspace_resource_id = "/a/b/c", auth_type = "azure-msi", transport = t }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(dbxauth.config(o, { env = {}, home = "/nonexistent-home", clock = os.time }))
+  end
+
+  it("asks ARM for the workspace URL with an ARM token, then sends the three headers there", function()
+    local t = transport {
+      { url = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
+        .. "https%3A%2F%2Fmanagement.azure.com%2F", respond = token("bcd-arm-token") },
+      { url = "https://management.azure.com/a/b/c?api-version=2018-04-01", respond = function(req)
+        assert.equal("Bearer bcd-arm-token", req.headers.Authorization)
+        return { status = 200, body = '{"properties": {"workspaceUrl": "adb-9.9.azuredatabricks.net"}}' }
+      end },
+      { url = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" .. LOGIN,
+        respond = token("cde-login-token") },
+      { url = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
+        .. "https%3A%2F%2Fmanagement.core.windows.net%2F", respond = token("def-sm-token") },
+    }
+    local cfg = msi(t)
+    local res = assert(cfg:request { path = "/api/2.0/fake/echo" })
+    local h = res:json()
+    assert.equal("Bearer cde-login-token", h.Authorization)
+    assert.equal("def-sm-token", h["X-Databricks-Azure-SP-Management-Token"])
+    assert.equal("/a/b/c", h["X-Databricks-Azure-Workspace-Resource-Id"])
+    assert.equal("https://adb-9.9.azuredatabricks.net", cfg.host)
+    assert.equal("https://adb-9.9.azuredatabricks.net/api/2.0/fake/echo", t.calls[#t.calls].url)
+  end)
+
+  it("reports ARM's refusal as not found, in ARM's words", function()
+    local t = transport {
+      { pattern = IMDS, respond = token("bcd-arm-token") },
+      { pattern = "^https://management%.azure%.com/", respond = function()
+        return { status = 404, body = '{"error":{"code":"ResourceNotFound","message":"nope."}}' }
+      end },
+    }
+    local _, err = msi(t):authenticate()
+    assert.equal("not_found", err.code)
+    assert.matches("^default auth: azure%-msi: resolve host: resolve workspace: nope%. Config:", err.message)
+  end)
+
+  it("reports a missing identity (IMDS 404) as not found", function()
+    local t = transport { { pattern = IMDS, respond = function() return { status = 404, body = "..." } end } }
+    local _, err = msi(t, { azure_client_id = "abc" }):authenticate()
+    assert.equal("not_found", err.code)
+    assert.matches("client_id=abc", t.calls[#t.calls].url)
+  end)
+end)

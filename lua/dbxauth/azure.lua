@@ -128,6 +128,40 @@ function _M.tenant(ctx)
 end
 
 ---------------------------------------------------------------------------------------------
+-- The host from azure_workspace_resource_id (notes §0.5, G azureEnsureWorkspaceUrl): with no
+-- host, ask Azure Resource Manager for the workspace's URL, with a token for ARM.
+
+-- ARM's error text: error.message without its final "." (G mapAzureResourceManagerError).
+local function arm_error(res)
+  local err = apierror.from_response(res)
+  local doc = cjson.decode(res.body or "")
+  local m = type(doc) == "table" and type(doc.error) == "table" and doc.error.message
+  if type(m) == "string" then err.message = (m:gsub("%.$", ""):gsub("%c", " ")):sub(1, 1024) end
+  return err
+end
+
+-- arm_token() -> token | nil, err. true | nil, err
+function _M.ensure_host(ctx, env, arm_token)
+  local id = ctx.get("azure_workspace_resource_id")
+  if ctx.get("host") or not id then return true end
+  local function fail_with(err) return nil, errors.wrap("resolve host: resolve workspace: ", err) end
+  local tok, err = arm_token()
+  if not tok then return fail_with(err) end
+  local res
+  res, err = ctx.send { method = "GET", url = env.arm:gsub("/+$", "") .. id .. "?api-version=2018-04-01",
+    headers = { Authorization = require("dbxauth.headers").authorization(tok), Accept = "application/json" } }
+  if not res then return fail_with(err) end
+  if res.status < 200 or res.status > 299 then return fail_with(arm_error(res)) end
+  local doc = cjson.decode(res.body or "")
+  local url = type(doc) == "table" and type(doc.properties) == "table" and doc.properties.workspaceUrl
+  if type(url) ~= "string" or url == "" then
+    return fail_with(errors.new("invalid_response", "the workspace has no properties.workspaceUrl"))
+  end
+  if not url:find("://", 1, true) then url = "https://" .. url end
+  return ctx.set_host(url)
+end
+
+---------------------------------------------------------------------------------------------
 -- Entra ID requests and responses
 
 -- POST {authority}{tenant}/oauth2/token: the v1 endpoint, which takes `resource` (notes §0.1).

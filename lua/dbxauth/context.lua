@@ -18,6 +18,8 @@
 --   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
 --   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
 --                            chain has done this before any provider runs
+--   ctx.set_host(url)        fill an unset host (the Azure workspace of a resource id) and
+--                            prepare it as the chain does a configured one (true | nil, err)
 --   ctx.redact(text)         text with every secret of the configuration masked, for messages
 --                            that quote outside text (a CLI's stderr)
 --
@@ -49,6 +51,7 @@ function _M.new(s)
     token_request = function(req, what, parse) return s:token_request(req, what, parse) end,
     send = function(req) return s:send_once(req) end,
     prepare = function() return s:prepare() end,
+    set_host = function(url) return s:set_host(url) end,
     redact = function(text) return require("dbxauth.redact").text(text, s:secrets()) end,
   }
 end

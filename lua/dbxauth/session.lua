@@ -220,6 +220,17 @@ function Session:prepare()
   return self:ensure_metadata()
 end
 
+-- An unset host found by a provider (Azure: the workspace of azure_workspace_resource_id), then
+-- checked and prepared like a configured one. true | nil, err
+function Session:set_host(raw)
+  local canonical, why = require("dbxauth.host").normalize(raw)
+  if not canonical then return nil, errors.new("config", "resolve host: " .. tostring(why)) end
+  local st = self.state
+  st.values.host, st.sources.host = canonical, "resolved"
+  self.metadata_done, self.account, self.ua = false, nil, nil
+  return self:prepare()
+end
+
 -- nil, or the error for an explicit discovery_url we must not fetch: its endpoints receive the
 -- client secret, so it must be https (plain http only on loopback), without user:password@.
 local function discovery_url_error(u)

@@ -43,6 +43,7 @@ function _M.new(o)
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
   ctx.prepare = function() return true end
+  ctx.set_host = function(url) attrs.host = url; return true end
   ctx.redact = function(text) return text end
   return ctx
 end

@@ -196,7 +196,7 @@ end
 return {
   name = NAME,
   applies = function(ctx)
-    return ctx.get("host") ~= nil and azure.applies(ctx, NAME)
+    return (ctx.get("host") ~= nil or ctx.get("azure_workspace_resource_id") ~= nil) and azure.applies(ctx, NAME)
   end,
   configure = function(ctx)
     local forced = ctx.get("auth_type") == NAME
@@ -207,15 +207,20 @@ return {
     end
     local env, err = azure.environment(ctx)
     if not env then return nil, err end
-    local tenant
-    tenant, err = azure.tenant(ctx)
-    if not tenant then return nil, err end
+    local tenant = ctx.get("azure_tenant_id")
+    if not tenant and ctx.get("host") then
+      tenant, err = azure.tenant(ctx)
+      if not tenant then return nil, err end
+    end
     local tok
     tok, err = fetch(ctx, path, env.login_app_id, tenant)
     if not tok then
       if not_configured(err) and not forced then return false end
       return nil, err
     end
+    local ok
+    ok, err = azure.ensure_host(ctx, env, function() return fetch(ctx, path, env.arm, tenant) end)
+    if not ok then return nil, err end
     -- The management token only when az can get one (a user may lack access to it).
     local sm = fetch(ctx, path, env.sm, tenant)
     local creds = azure.credentials(ctx, {

@@ -6,8 +6,9 @@
 -- principal to a workspace on first use). Every refresh is a new client-credentials call.
 --
 -- Applies on Azure hosts (or when auth_type names it) with azure_client_id, azure_client_secret
--- and a host. The Go SDK also needs azure_tenant_id; like the Python SDK, dbxauth discovers it
--- from the workspace's /aad/auth redirect when it is unset.
+-- and a host (or azure_workspace_resource_id: the host then comes from Azure Resource Manager).
+-- The Go SDK also needs azure_tenant_id; like the Python SDK, dbxauth discovers it from the
+-- workspace's /aad/auth redirect when it is unset.
 local azure = require "dbxauth.azure"
 
 local NAME = "azure-client-secret"
@@ -16,7 +17,7 @@ return {
   name = NAME,
   applies = function(ctx)
     return ctx.get("azure_client_id") ~= nil and ctx.get("azure_client_secret") ~= nil
-      and ctx.get("host") ~= nil and azure.applies(ctx, NAME)
+      and (ctx.get("host") ~= nil or ctx.get("azure_workspace_resource_id") ~= nil) and azure.applies(ctx, NAME)
   end,
   configure = function(ctx)
     local env, err = azure.environment(ctx)
@@ -35,6 +36,9 @@ return {
         return ctx.token_request(req, "Entra ID token request", azure.parse)
       end
     end
+    local ok
+    ok, err = azure.ensure_host(ctx, env, fetch_for(env.arm))
+    if not ok then return nil, err end
     return azure.credentials(ctx, { primary = fetch_for(env.login_app_id), management = fetch_for(env.sm) })
   end,
 }

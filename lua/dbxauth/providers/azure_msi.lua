@@ -11,7 +11,8 @@
 -- 169.254.169.254, or loopback. AZURE_POD_IDENTITY_AUTHORITY_HOST (the Azure Identity SDKs'
 -- IMDS override) replaces http://169.254.169.254 under the same rule.
 --
--- Applies on Azure hosts (or when auth_type names it) with azure_use_msi (ARM_USE_MSI) and a host.
+-- Applies on Azure hosts (or when auth_type names it) with azure_use_msi (ARM_USE_MSI) and a host
+-- or azure_workspace_resource_id (then the host comes from Azure Resource Manager).
 local core = require "dbxauth.core"
 local azure = require "dbxauth.azure"
 local errors = require "dbxauth.errors"
@@ -80,7 +81,8 @@ end
 return {
   name = NAME,
   applies = function(ctx)
-    return ctx.get("azure_use_msi") == true and ctx.get("host") ~= nil and azure.applies(ctx, NAME)
+    local where = ctx.get("host") ~= nil or ctx.get("azure_workspace_resource_id") ~= nil
+    return ctx.get("azure_use_msi") == true and where and azure.applies(ctx, NAME)
   end,
   configure = function(ctx)
     local env, err = azure.environment(ctx)
@@ -92,6 +94,9 @@ return {
         return ctx.token_request(req, "managed identity token request", parse)
       end
     end
+    local ok
+    ok, err = azure.ensure_host(ctx, env, fetch_for(env.arm))
+    if not ok then return nil, err end
     return azure.credentials(ctx, { primary = fetch_for(env.login_app_id), management = fetch_for(env.sm) })
   end,
 }
