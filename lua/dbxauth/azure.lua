@@ -8,7 +8,7 @@
 --   azure.tenant(ctx)               azure_tenant_id, else the one /aad/auth redirects to | nil, err
 --   azure.token_request(env, tenant, fields)  POST {authority}{tenant}/oauth2/token (v1 form)
 --   azure.parse(res, now, what)     an Entra / IMDS token response -> token | nil, err
---   azure.credentials(ctx, { primary = fetch, management = fetch | nil, optional_management })
+--   azure.credentials(ctx, { primary = fetch, management = fetch | nil, ... })
 --   azure.is_entra_token(token)     a JWT Entra issued? (Apps refuse them unexchanged)
 --
 -- AZURE_AUTHORITY_HOST (the Azure Identity SDKs' variable; the Databricks SDKs ignore it) replaces
@@ -254,9 +254,9 @@ _M.TYPES = { ["azure-client-secret"] = true, ["azure-msi"] = true, ["azure-cli"]
 -- Credentials: Authorization with the Entra token for the login app, the management token and
 -- the workspace resource id beside it (notes §0.6)
 
--- o.primary(), o.management(): fetch functions (token | nil, err); o.management nil: no SM header;
--- o.optional_management: a failing SM token drops the header instead of failing the request
--- (azure-cli, G). o.primary_token, o.management_token: tokens fetched already (the CLI's).
+-- o.primary(), o.management(): fetch functions (token | nil, err); o.management nil: no SM header
+-- (once there is one, a failing refresh fails the request, as in Go). o.primary_token,
+-- o.management_token: tokens fetched already (the CLI's).
 function _M.credentials(ctx, o)
   local primary = tokensource.new { fetch = o.primary, now = ctx.now }
   if o.primary_token then primary:set(o.primary_token) end
@@ -272,10 +272,7 @@ function _M.credentials(ctx, o)
     local m
     if management then
       m, err = management:token()
-      if not m then
-        if not o.optional_management then return nil, errors.wrap("cloud token: ", err) end
-        management = nil
-      end
+      if not m then return nil, errors.wrap("cloud token: ", err) end
     end
     if p ~= last_p or m ~= last_m or not last then
       last_p, last_m = p, m

@@ -228,7 +228,6 @@ return {
       primary_token = tok,
       management = sm and function() return fetch(ctx, path, env.sm, tenant) end or nil,
       management_token = sm or nil,
-      optional_management = true,
     })
     return creds
   end,
