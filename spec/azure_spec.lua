@@ -291,3 +291,15 @@ describe("the host from azure_workspace_resource_id", function()
     assert.matches("client_id=abc", t.calls[#t.calls].url)
   end)
 end)
+
+describe("Azure credential headers in messages", function()
+  it("are masked like the Authorization credential", function()
+    local redact = require "dbxauth.redact"
+    local list = redact.of_request { headers = { Authorization = "Bearer entra-primary-123",
+      ["X-Databricks-Azure-SP-Management-Token"] = "entra-management-456", ["X-IDENTITY-HEADER"] = "identity-789",
+      ["X-Databricks-Azure-Workspace-Resource-Id"] = "/subscriptions/s" } }
+    table.sort(list)
+    assert.same({ "entra-management-456", "entra-primary-123", "identity-789" }, list)
+    assert.equal("got *** and ***", redact.text("got entra-management-456 and identity-789", list))
+  end)
+end)
