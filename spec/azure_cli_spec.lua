@@ -82,6 +82,7 @@ end
 local function config(opts, env)
   local o = { host = HOST, transport = transport() }
   for k, v in pairs(opts or {}) do o[k] = v end
+  if o.host == false then o.host = nil end
   local e = { PATH = dir }
   for k, v in pairs(env or {}) do e[k] = v end
   return assert(dbxauth.config(o, { env = e, home = "/nonexistent-home-for-specs", clock = os.time })), o.transport
@@ -193,6 +194,36 @@ describe("azure-cli", function()
     control { "FAIL=corrupt" }
     local _, err = config():authenticate()
     assert.matches("^default auth: azure%-cli: cannot unmarshal CLI result:", err.message)
+  end)
+
+  it("reports an expiresOn it cannot read", function()
+    control { "EXPIRE=corrupt" }
+    local _, err = config():authenticate()
+    assert.matches("^default auth: azure%-cli: cannot parse expiry:", err.message)
+  end)
+
+  it("sends a resource id it cannot take a subscription from (the Go SDK's fallback case)", function()
+    local h = echo(config { azure_workspace_resource_id = "invalidResourceId" })
+    assert.equal("invalidResourceId", h["X-Databricks-Azure-Workspace-Resource-Id"])
+    assert.equal("az-sm-token-0001", h["X-Databricks-Azure-SP-Management-Token"])
+  end)
+
+  it("tries --subscription first when no tenant is known, then without it", function()
+    control { "FAIL_IF=--subscription" }
+    local id = "/subscriptions/sub-9/resourceGroups/abc/providers/Microsoft.Databricks/workspaces/w"
+    local t = fake_transport.new {
+      { pattern = "management%.azure%.com", respond = function()
+        return { status = 200, body = '{"properties":{"workspaceUrl":"adb-5.6.azuredatabricks.net"}}' }
+      end },
+      { pattern = "databricks%-config$", respond = function() return { status = 404 } end },
+      { pattern = "/aad/auth$", respond = function() return { status = 404 } end },
+    }
+    local cfg = config { host = false, azure_workspace_resource_id = id, transport = t }
+    assert(cfg:authenticate())
+    assert.equal("https://adb-5.6.azuredatabricks.net", cfg.host)
+    local c = calls()
+    assert.equal("account get-access-token --resource " .. LOGIN_APP .. " --output json --subscription sub-9", c[2])
+    assert.equal("account get-access-token --resource " .. LOGIN_APP .. " --output json", c[3])
   end)
 
   it("masks secrets az echoes on stderr", function()
