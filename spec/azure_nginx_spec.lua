@@ -26,6 +26,7 @@ end
 describe("Azure in nginx", function()
   local ws, gw, home
   local SP = '{ config = { profile = "azsp", cloud = "Azure" }, app = "my-app" }'
+  local WS = '{ config = { profile = "azsp", cloud = "Azure", azure_workspace_resource_id = "@RID@" } }'
   local MSI = '{ config = { profile = "azmsi", cloud = "Azure" }, app = "my-app" }'
 
   setup(function()
@@ -40,7 +41,19 @@ describe("Azure in nginx", function()
     gw = ngw.start {
       ws = ws,
       env = { HOME = home, AZURE_AUTHORITY_HOST = c.azure_authority, AZURE_POD_IDENTITY_AUTHORITY_HOST = c.imds_url },
-      server = location("sp", SP) .. location("msi", MSI),
+      server = location("sp", SP) .. location("msi", MSI) .. [[
+        location /api/ {
+          access_by_lua_block { require("dbxauth.nginx").access]] .. WS:gsub("@RID@", c.azure_resource_id) .. [[ }
+          proxy_pass https://fake;
+          proxy_http_version 1.1;
+          proxy_set_header Connection "";
+          proxy_set_header Host localhost:${WS_PORT};
+          proxy_ssl_name localhost;
+          proxy_ssl_server_name on;
+          proxy_ssl_verify on;
+          proxy_ssl_trusted_certificate ${CA};
+        }
+      ]],
     }
   end)
 
@@ -51,8 +64,8 @@ describe("Azure in nginx", function()
   end)
 
   local client = curl.new()
-  local function get(path)
-    local res, err = client:send { method = "GET", url = gw.url .. path, timeout = 20 }
+  local function get(path, headers)
+    local res, err = client:send { method = "GET", url = gw.url .. path, timeout = 20, headers = headers }
     assert(res, err and tostring(err))
     return res
   end
@@ -73,4 +86,18 @@ describe("Azure in nginx", function()
       assert.is_nil(cjson.decode(get("/" .. case[1] .. "/api/hello").body).error)
     end)
   end
+
+  it("in front of the workspace: the management token and resource id go upstream, not the client's", function()
+    ws:reset()
+    ws:set { azure_require_sm = true }
+    for _ = 1, 3 do
+      local res = get("/api/2.0/fake/echo", { ["X-Databricks-Azure-SP-Management-Token"] = "client-own-value" })
+      assert.equal(200, res.status, res.body)
+      local h = cjson.decode(res.body).headers
+      assert.equal(ws.creds.azure_resource_id, h["x-databricks-azure-workspace-resource-id"])
+      assert.is_string(h["x-databricks-azure-sp-management-token"])
+      assert.are_not.equal("client-own-value", h["x-databricks-azure-sp-management-token"])
+    end
+    assert.equal(1, ws:counters()["entra azure-sm"])
+  end)
 end)
