@@ -190,6 +190,12 @@ describe("azure-cli", function()
     assert.matches("az login", err.hint)
   end)
 
+  it("runs az in the configuration's environment when it was given one", function()
+    local _, err = config({}, { FAIL = "yes" }):authenticate()
+    assert.matches("This is just a failing script", err.message)
+    assert(config({}, { FAIL = "" }):authenticate())
+  end)
+
   it("reports output it cannot read", function()
     control { "FAIL=corrupt" }
     local _, err = config():authenticate()

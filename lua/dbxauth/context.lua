@@ -6,6 +6,8 @@
 --   ctx.get(name)            resolved attribute value (typed; nil when unset)
 --   ctx.source(name)         where it came from: "explicit" | "env" | "file" | "metadata" | nil
 --   ctx.getenv(name)         the environment the configuration was created with
+--   ctx.environ()            that environment as a table when it replaced the process's (the
+--                            one a subprocess gets), else nil (the process's is inherited)
 --   ctx.home                 the home directory (string | nil): token cache, CLI config
 --   ctx.now()                seconds (the configuration's clock)
 --   ctx.is_account()         account-level host?
@@ -42,6 +44,7 @@ function _M.new(s)
     get = function(name) return values[name] end,
     source = function(name) return sources[name] end,
     getenv = s.getenv,
+    environ = function() return s.environ end,
     home = s.home,
     now = now,
     is_account = function() return s:is_account() end,

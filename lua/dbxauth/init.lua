@@ -94,7 +94,8 @@ function _M.config(opts, ctx)
   if not state then return nil, err end
   local cfg = setmetatable({}, Config)
   sessions[cfg] = session.new(state, { getenv = getenv, home = home, clock = ctx.clock,
-                                       transport = opts.transport, version = _M.VERSION })
+                                       transport = opts.transport, version = _M.VERSION,
+                                       environ = not ctx.getenv and ctx.env or nil })
   return cfg
 end
 

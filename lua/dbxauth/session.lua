@@ -48,13 +48,14 @@ local function transport_scope(t)
   return id
 end
 
--- state: config.resolve's result. env = { getenv, home, clock, transport, version }
+-- state: config.resolve's result. env = { getenv, environ?, home, clock, transport, version }
 function _M.new(state, env)
   local v = state.values
   local s = setmetatable({
     state = state,
     values = v,
     getenv = env.getenv,
+    environ = env.environ,   -- the replacement environment table, when one was given
     home = env.home,
     clock = env.clock,
     version = env.version,

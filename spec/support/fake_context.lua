@@ -21,6 +21,7 @@ function _M.new(o)
   ctx.get = function(name) return attrs[name] end
   ctx.source = function(name) return sources[name] or (attrs[name] ~= nil and "explicit" or nil) end
   ctx.getenv = function(name) return env[name] end
+  ctx.environ = function() return env end
   ctx.home = o.home
   ctx.now = function() return clock.t end
   ctx.is_account = function() return o.account or false end

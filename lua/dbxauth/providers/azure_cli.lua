@@ -71,12 +71,23 @@ local function run(cmd)
   return body or out, err, tonumber(rc)
 end
 
--- The environment az shares with this configuration: its home (~/.azure) and config dir.
+-- The environment az runs in: the configuration's, when it was given one in place of the
+-- process's (exactly that, as `env -i`), else the process's; and its home (~/.azure).
 local function env_prefix(ctx)
   local parts = {}
+  local environ = ctx.environ and ctx.environ()
+  if type(environ) == "table" then
+    parts[1] = "env -i"
+    local names = {}
+    for k, v in pairs(environ) do
+      if type(k) == "string" and k:find("^[%a_][%w_]*$") and type(v) == "string" and k ~= "HOME" then
+        names[#names + 1] = k
+      end
+    end
+    table.sort(names)
+    for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. q(environ[k]) end
+  end
   if type(ctx.home) == "string" and ctx.home ~= "" then parts[#parts + 1] = "HOME=" .. q(ctx.home) end
-  local dir = ctx.getenv("AZURE_CONFIG_DIR")
-  if dir and dir ~= "" then parts[#parts + 1] = "AZURE_CONFIG_DIR=" .. q(dir) end
   return #parts > 0 and (table.concat(parts, " ") .. " ") or ""
 end
 
