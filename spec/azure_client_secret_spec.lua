@@ -97,6 +97,14 @@ describe("azure-client-secret", function()
     assert.equal("kept", h["x-other"])
   end)
 
+  it("leaves the caller's resource-id header alone when the credential sets none", function()
+    local cfg = assert(dbxauth.config({ host = ws.url, ca_file = ws.ca_file, token = creds.pat },
+      { env = {}, home = "/nonexistent-home-for-specs" }))
+    local res = assert(cfg:request { path = "/api/2.0/fake/echo",
+      headers = { ["X-Databricks-Azure-Workspace-Resource-Id"] = creds.azure_resource_id } })
+    assert.equal(creds.azure_resource_id, res:json().headers["x-databricks-azure-workspace-resource-id"])
+  end)
+
   it("reaches every item of a batch with its headers", function()
     ws:set { azure_require_sm = true }
     local cfg = config { azure_workspace_resource_id = creds.azure_resource_id }

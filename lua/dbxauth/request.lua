@@ -76,7 +76,7 @@ end
 local CANONICAL = { accept = "Accept", ["content-type"] = "Content-Type", ["user-agent"] = "User-Agent" }
 
 -- Headers a credential sets besides Authorization (Azure's management token and workspace
--- resource id): like Authorization, only the credential sets them.
+-- resource id): when the credential sets one, its value replaces the caller's.
 local CREDENTIAL = { ["x-databricks-azure-sp-management-token"] = true,
                      ["x-databricks-azure-workspace-resource-id"] = true }
 
@@ -93,13 +93,21 @@ local function merge_headers(user, authorization, extra)
         return nil, errors.new("invalid_header", 'header "' .. lk .. '" is given twice (header names are '
           .. "case-insensitive)")
       end
-      seen[lk] = true
-      if lk ~= "authorization" and not CREDENTIAL[lk] then h[CANONICAL[lk] or k] = v end
+      local key = CANONICAL[lk] or k
+      seen[lk] = key
+      if lk ~= "authorization" then h[key] = v end
     end
   end
   if extra then
     for k, v in pairs(extra) do
-      if not seen[k:lower()] or CREDENTIAL[k:lower()] then h[k] = v end
+      local lk = k:lower()
+      local prev = seen[lk]
+      if not prev then
+        h[k] = v
+      elseif CREDENTIAL[lk] then
+        h[prev] = nil   -- the credential's value, under one spelling
+        h[k] = v
+      end
     end
   end
   h.Authorization = authorization
