@@ -1,6 +1,6 @@
--- LuaRocks build of dbxauth. On Debian (multiarch curl headers, lua-cjson from apt), with the
--- configuration that says so (README, Install):
---   LUAROCKS_CONFIG=rockspec/debian.lua luarocks --lua-version 5.4 make --local rockspec/dbxauth-scm-1.rockspec
+-- LuaRocks build of dbxauth. On Debian (multiarch headers, lua-cjson from apt):
+--   luarocks --lua-version 5.4 make --deps-mode=none \
+--     CURL_INCDIR=/usr/include/x86_64-linux-gnu rockspec/dbxauth-scm-1.rockspec
 rockspec_format = "3.0"
 package = "dbxauth"
 version = "scm-1"
@@ -32,6 +32,7 @@ build = {
     ["dbxauth.apierror"] = "lua/dbxauth/apierror.lua",
     ["dbxauth.apps"] = "lua/dbxauth/apps.lua",
     ["dbxauth.attributes"] = "lua/dbxauth/attributes.lua",
+    ["dbxauth.azure"] = "lua/dbxauth/azure.lua",
     ["dbxauth.batch"] = "lua/dbxauth/batch.lua",
     ["dbxauth.cache"] = "lua/dbxauth/cache.lua",
     ["dbxauth.chain"] = "lua/dbxauth/chain.lua",
@@ -58,13 +59,17 @@ build = {
     ["dbxauth.nginx"] = "lua/dbxauth/nginx.lua",
     ["dbxauth.oauth"] = "lua/dbxauth/oauth.lua",
     ["dbxauth.profiles"] = "lua/dbxauth/profiles.lua",
+    ["dbxauth.providers.azure_cli"] = "lua/dbxauth/providers/azure_cli.lua",
+    ["dbxauth.providers.azure_client_secret"] = "lua/dbxauth/providers/azure_client_secret.lua",
     ["dbxauth.providers.azure_devops_oidc"] = "lua/dbxauth/providers/azure_devops_oidc.lua",
+    ["dbxauth.providers.azure_msi"] = "lua/dbxauth/providers/azure_msi.lua",
     ["dbxauth.providers.basic"] = "lua/dbxauth/providers/basic.lua",
     ["dbxauth.providers.databricks_cli"] = "lua/dbxauth/providers/databricks_cli.lua",
     ["dbxauth.providers.env_oidc"] = "lua/dbxauth/providers/env_oidc.lua",
     ["dbxauth.providers.external_browser"] = "lua/dbxauth/providers/external_browser.lua",
     ["dbxauth.providers.file_oidc"] = "lua/dbxauth/providers/file_oidc.lua",
     ["dbxauth.providers.github_oidc"] = "lua/dbxauth/providers/github_oidc.lua",
+    ["dbxauth.providers.github_oidc_azure"] = "lua/dbxauth/providers/github_oidc_azure.lua",
     ["dbxauth.providers.metadata_service"] = "lua/dbxauth/providers/metadata_service.lua",
     ["dbxauth.providers.oauth_m2m"] = "lua/dbxauth/providers/oauth_m2m.lua",
     ["dbxauth.providers.oidc"] = "lua/dbxauth/providers/oidc.lua",

@@ -22,6 +22,13 @@ local function transport(metadata)
     { method = "POST", pattern = "/v1/token$", respond = function()
       return { status = 200, body = '{"access_token":"oauth-token","token_type":"Bearer","expires_in":3600}' }
     end },
+    -- Entra ID and IMDS, for the Azure profiles
+    { pattern = "^https://login%.microsoftonline%.com/[^/]+/oauth2/token$", respond = function()
+      return { status = 200, body = '{"access_token":"entra-token","token_type":"Bearer","expires_in":"3599"}' }
+    end },
+    { pattern = "^http://169%.254%.169%.254/metadata/identity/oauth2/token%?", respond = function()
+      return { status = 200, body = '{"access_token":"msi-token","token_type":"Bearer","expires_on":"1999999999"}' }
+    end },
   }
 end
 

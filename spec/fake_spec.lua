@@ -183,7 +183,13 @@ describe("fake workspace", function()
                     client_secret = "fake-client-secret-xyz", account_id = "fake-account-0001",
                     workspace_id = "1234567890", actions_request_token = "fake-actions-request-token",
                     ado_access_token = "fake-ado-system-accesstoken-9876",
-                    actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0" }, ws.creds)
+                    actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0",
+                    azure_client_id = "fake-azure-client-id", azure_client_secret = "fake-azure-secret-0123",
+                    azure_tenant_id = "fake-tenant-0001", identity_header = "fake-identity-header-secret",
+                    azure_resource_id = "/subscriptions/fake-sub/resourceGroups/rg/providers/Microsoft.Databricks/"
+                      .. "workspaces/ws",
+                    azure_authority = ws.url .. "/__entra/", imds_url = ws.http_url,
+                    identity_endpoint = ws.http_url .. "/__appservice/msi/token" }, ws.creds)
     end)
 
     it("raises with the error log when nginx cannot start", function()

@@ -210,3 +210,30 @@ describe("sharedtoken", function()
     assert.equal("invalid_response", err.code)
   end)
 end)
+
+describe("sharedtoken with a credential's other headers (Azure)", function()
+  it("stores them beside Authorization and hands them to every worker", function()
+    local clock = { t = 1000 }
+    local dict = fake_dict(clock)
+    local function fetch()
+      return { access_token = "entra-1", token_type = "Bearer", expiry = clock.t + 3600,
+               extra_headers = { "X-Databricks-Azure-SP-Management-Token: sm-1",
+                                 "X-Databricks-Azure-Workspace-Resource-Id: /subscriptions/s/x" } }
+    end
+    local a, b = worker(dict, clock, fetch, 1), worker(dict, clock, fetch, 2)
+    assert(a:refresh())
+    local e = assert(b:get())
+    assert.equal("Bearer entra-1", e.header)
+    assert.same({ { "X-Databricks-Azure-SP-Management-Token", "sm-1" },
+                  { "X-Databricks-Azure-Workspace-Resource-Id", "/subscriptions/s/x" } }, e.extra)
+  end)
+
+  it("refuses a header that cannot be sent", function()
+    local clock = { t = 1000 }
+    local st = worker(fake_dict(clock), clock, function()
+      return { access_token = "entra-1", expiry = clock.t + 3600, extra_headers = { "X-Bad: a\rb" } }
+    end, 1)
+    local _, err = st:refresh()
+    assert.equal("invalid_response", err.code)
+  end)
+end)

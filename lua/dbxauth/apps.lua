@@ -5,6 +5,7 @@
 --   apps.exchange(s, {audience, scopes})  RFC 8693 exchange of the configuration's own token
 --   apps.app_token(s, {app|audience, scopes})  the token app_request would send
 --   apps.app_request(s, r)            the call itself, errors mapped to the docs' advice
+local azure = require "dbxauth.azure"
 local config = require "dbxauth.config"
 local errors = require "dbxauth.errors"
 local headers = require "dbxauth.headers"
@@ -202,7 +203,8 @@ local function exchange_once(s, audience, scopes)
   local req = oauth.token_exchange_request {
     token_endpoint = ep.token_endpoint,
     subject_token = subject.access_token,
-    subject_token_type = s.values.auth_type == "pat" and oauth.TYPE_PAT or oauth.TYPE_JWT,
+    subject_token_type = (s.values.auth_type == "pat" and not azure.is_entra_token(subject.access_token))
+      and oauth.TYPE_PAT or oauth.TYPE_JWT,
     requested_token_type = oauth.TYPE_ACCESS_TOKEN,
     scopes = scopes,
     audience = audience,
@@ -293,7 +295,7 @@ function _M.app_token(s, p)
     return fail("invalid_response", "the Apps API returned no oauth2_app_client_id for app " .. app.name
       .. ", so a token cannot be exchanged for it")
   end
-  if not audience and kind == "pat" then
+  if not audience and kind == "pat" and not azure.is_entra_token(s.values.token) then
     return fail("invalid_request", "a personal access token must be exchanged for the app's audience, "
       .. "and the app is unknown", { hint = "pass app = \"<name>\" (or audience = <oauth2_app_client_id>)" })
   end
@@ -335,6 +337,17 @@ local function app_at(s, base)
   return nil, name
 end
 
+-- An Entra ID credential (an Azure auth type, or an Entra token given as `token`): its tokens
+-- reach an app only exchanged, so a 401 means the app refused what the exchange gave.
+local ENTRA_HINT = "Databricks Apps refuse Entra ID tokens: an Entra token must be exchanged for a Databricks "
+  .. "OAuth token (RFC 8693, which app_request does for Azure credentials); the app refused the exchanged "
+  .. "token: check that the workspace accepts the identity and that the scopes cover the app's user authorization"
+local function entra(s)
+  local kind = s.values.auth_type
+  if azure.TYPES[kind] then return true end
+  return kind == "pat" and azure.is_entra_token(s.values.token)
+end
+
 -- The error for a non-2xx answer of an app, with the docs' advice for its status. Called by
 -- url, a 404 or 5xx may mean a stopped app: the Apps API is asked, as app = would have been.
 local function app_error(s, res, r, app, base)
@@ -361,6 +374,8 @@ local function app_error(s, res, r, app, base)
   elseif err.code == "not_found" and not app then
     err.hint = HINTS.not_found .. "; a stopped app answers 404 too: start it (databricks apps start "
       .. (name or "<name>") .. ")"
+  elseif status == 401 and entra(s) then
+    err.hint = ENTRA_HINT
   else
     err.hint = HINTS[err.code] or err.hint
   end

@@ -258,26 +258,31 @@ function _M.request_all(s, list, opts)
   end
   local auth          -- this round's Authorization value: one token for every item of the round
   local shared        -- plain_headers, this round's token in it
+  local cred, round_extra  -- this round's credential headers; extra with those besides Authorization
   local kind = { gen = 0 }   -- gen: bumped when the 401 refresh happened
 
   function kind.round()
     if not creds then return nil, cerr end
     local h, err = creds.headers()
     if not h then return nil, err end
-    auth = h.Authorization
-    shared = shared or plain_headers(s, extra)
+    auth, cred = h.Authorization, h
+    local e = request.with_credential(h, extra)
+    if not shared or e ~= round_extra then shared = plain_headers(s, e) end
+    round_extra = e
     shared.Authorization = auth
     return true
   end
 
   local urls = {}
   function kind.build(i)
-    return build(s, v.host, list[i], auth, extra, shared, urls)
+    return build(s, v.host, list[i], auth, round_extra, shared, urls)
   end
 
   function kind.resend(st)
     local req = st.req
-    if req.headers ~= shared then req.headers.Authorization = auth end
+    if req.headers ~= shared then
+      for name, value in pairs(cred) do req.headers[name] = value end
+    end
     st.auth = auth
     return req
   end
@@ -297,8 +302,11 @@ function _M.request_all(s, list, opts)
 
   function kind.finish(i, st, res)
     -- The server's message is outside text: it may quote the credential it was sent.
-    return false, s:redact(request.status_error(res, st.method, list[i].path),
-      { headers = { Authorization = st.auth } })
+    local sent = { Authorization = st.auth }
+    for name, value in pairs(cred) do
+      if name ~= "Authorization" then sent[name] = value end
+    end
+    return false, s:redact(request.status_error(res, st.method, list[i].path), { headers = sent })
   end
 
   function kind.failed(err) return err end

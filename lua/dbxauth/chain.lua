@@ -22,7 +22,11 @@ _M.CHAIN = {
   require "dbxauth.providers.github_oidc",
   require "dbxauth.providers.azure_devops_oidc",
   require "dbxauth.providers.env_oidc",
-  (require "dbxauth.providers.file_oidc"),
+  require "dbxauth.providers.file_oidc",
+  require "dbxauth.providers.github_oidc_azure",
+  require "dbxauth.providers.azure_msi",
+  require "dbxauth.providers.azure_client_secret",
+  (require "dbxauth.providers.azure_cli"),
 }
 
 -- Chosen only by auth_type: a browser must never open by surprise.
@@ -36,8 +40,7 @@ for _, p in ipairs(_M.ONLY_FORCED) do _M.BY_NAME[p.name] = p end
 
 -- Auth types the SDKs know that need cloud-specific machinery dbxauth does not carry.
 _M.FOREIGN = {}
-for _, name in ipairs { "azure-cli", "azure-msi", "azure-client-secret", "github-oidc-azure",
-  "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving" } do
+for _, name in ipairs { "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving" } do
   _M.FOREIGN[name] = true
 end
 

@@ -99,7 +99,8 @@ function _M.config(opts, ctx)
   local cfg = setmetatable({}, Config)
   sessions[cfg] = session.new(state, { getenv = getenv, home = home, clock = ctx.clock,
                                        transport = opts.transport, version = _M.VERSION,
-                                       logger = ctx.logger })
+                                       logger = ctx.logger,
+                                       environ = not ctx.getenv and ctx.env or nil })
   return cfg
 end
 
@@ -133,7 +134,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- Credentials (chain.lua)
 
--- { Authorization = "<type> <token>" } | nil, err
+-- { Authorization = "<type> <token>", ... } | nil, err (Azure credentials add their headers).
+-- A copy: what the caller does to it never reaches the credentials' own table.
 function methods:authenticate()
   local s = sessions[self]
   local creds = s.creds
@@ -142,7 +144,11 @@ function methods:authenticate()
     creds, err = s:credentials()
     if not creds then return nil, err end
   end
-  return creds.headers()
+  local h, err = creds.headers()
+  if not h then return nil, err end
+  local out = {}
+  for k, v in pairs(h) do out[k] = v end
+  return out
 end
 
 -- { access_token, token_type, expiry, scopes } | nil, err. opts.force_refresh: a new token

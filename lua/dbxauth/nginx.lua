@@ -159,7 +159,20 @@ local function fetch(t)
   if o.app or o.audience then
     return cfg:app_token { app = o.app, audience = o.audience, scopes = o.scopes }
   end
-  return cfg:token()
+  local tok
+  tok, err = cfg:token()
+  if not tok then return nil, err end
+  -- Azure credentials send more than Authorization (the same cached tokens: no new request)
+  local h = cfg:authenticate()
+  if h and next(h, next(h)) ~= nil then
+    local extra = {}
+    for k, v in pairs(h) do
+      if k ~= "Authorization" then extra[#extra + 1] = k .. ": " .. v end
+    end
+    table.sort(extra)
+    tok.extra_headers = extra
+  end
+  return tok
 end
 
 local function log_failure(t, err, entry, delay)
@@ -231,14 +244,15 @@ end
 ---------------------------------------------------------------------------------------------
 -- Getting a usable token
 
--- The Authorization value | nil, status, code. Yields only when there is no usable token.
+-- The Authorization value (and the entry's other headers) | nil, status, code. Yields only when
+-- there is no usable token.
 local function authorization(t)
   local st = t.shared
   local entry = st:get()
   local at = ngx.now()
   if st:usable(entry, at) then
     if at >= entry.refresh_at then refresh_async(st, at) end
-    return entry.header
+    return entry.header, entry.extra
   end
   at = now()
   if st:in_backoff(at) then return nil, st:failure() end
@@ -251,7 +265,7 @@ local function authorization(t)
     if step < 0.05 then step = step * 2 end
     entry = st:get()
     at = now()
-    if st:usable(entry, at) then return entry.header end
+    if st:usable(entry, at) then return entry.header, entry.extra end
     if st.dict:get(st.k_gen) ~= gen then
       -- an attempt finished without a usable token
       if st:in_backoff(at) then return nil, st:failure() end
@@ -285,6 +299,8 @@ function _M.refresh(o)
   return t.shared:status()
 end
 
+local CREDENTIAL_HEADERS = { "X-Databricks-Azure-SP-Management-Token", "X-Databricks-Azure-Workspace-Resource-Id" }
+
 local MESSAGES = {
   [502] = "The gateway could not authenticate to Databricks; see the gateway's error log.",
   [503] = "The gateway has no valid Databricks token right now; try again later.",
@@ -302,8 +318,9 @@ local function respond_error(status, code)
   return ngx.exit(status)
 end
 
--- access_by_lua*: replace the client's Authorization with the shared Databricks token, or
--- answer 502/503 JSON { error_code, message } and log why (no secrets).
+-- access_by_lua*: replace the client's Authorization with the shared Databricks token (and the
+-- Azure credential headers with the credential's), or answer 502/503 JSON { error_code, message }
+-- and log why (no secrets).
 function _M.access(o)
   local ok, t = pcall(target, o, "access")
   if not ok then
@@ -311,15 +328,21 @@ function _M.access(o)
     ngx.req.clear_header("Authorization")
     return respond_error(502, "config")
   end
-  local header, status, code = authorization(t)
+  -- Credential headers are the gateway's alone: a client's own never go upstream.
+  for _, name in ipairs(CREDENTIAL_HEADERS) do ngx.req.clear_header(name) end
+  -- on success the second result is the credential's other headers (or nil), else the status
+  local header, extra, code = authorization(t)
   if not header then
     ngx.req.clear_header("Authorization")
     if code == "timeout" then
       ngx.log(ngx.WARN, "dbxauth: no token for ", t.label, " within ", t.wait, " s (refresh still running)")
     end
-    return respond_error(status, code)
+    return respond_error(extra, code)
   end
   ngx.req.set_header("Authorization", header)
+  if extra then
+    for _, h in ipairs(extra) do ngx.req.set_header(h[1], h[2]) end
+  end
 end
 
 -- init_worker_by_lua*: keep the token fresh in the background (one timer chain per worker;

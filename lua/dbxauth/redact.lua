@@ -6,7 +6,7 @@
 --   redact.error(err, secrets) -> err   (message, hint and nested causes, in place)
 --   redact.text(s, secrets) -> s
 --   redact.of_request(req, into) -> into  the secrets a request carries: credential form fields
---                                         and the Authorization header's credential
+--                                         and the credential headers' values
 local _M = {}
 
 local MIN = 4            -- shorter values would mangle ordinary words
@@ -17,6 +17,10 @@ local MAX_DEPTH = 5
 local SECRET_FIELDS = { client_secret = true, refresh_token = true, code = true, code_verifier = true,
   subject_token = true, actor_token = true, client_assertion = true, assertion = true, password = true,
   access_token = true }
+
+-- Headers besides Authorization whose whole value is a credential (Azure's management token, the
+-- App Service identity endpoint's secret).
+local SECRET_HEADERS = { "X-Databricks-Azure-SP-Management-Token", "X-IDENTITY-HEADER" }
 
 local function replace_plain(s, secret)
   local out, pos = {}, 1
@@ -65,10 +69,16 @@ function _M.of_request(req, into)
       if SECRET_FIELDS[k] then into[#into + 1] = unescape(v) end
     end
   end
-  local auth = req.headers and (req.headers.Authorization or req.headers.authorization)
+  local h = req.headers
+  local auth = h and (h.Authorization or h.authorization)
   if type(auth) == "string" then
     local cred = auth:match("^%S+%s+(.+)$")
     if cred then into[#into + 1] = cred end
+  end
+  if h then
+    for _, name in ipairs(SECRET_HEADERS) do
+      if type(h[name]) == "string" then into[#into + 1] = h[name] end
+    end
   end
   return into
 end

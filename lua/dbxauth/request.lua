@@ -75,6 +75,11 @@ end
 -- exactly one of each reaches the server whatever case the caller used.
 local CANONICAL = { accept = "Accept", ["content-type"] = "Content-Type", ["user-agent"] = "User-Agent" }
 
+-- Headers a credential sets besides Authorization (Azure's management token and workspace
+-- resource id): when the credential sets one, its value replaces the caller's.
+local CREDENTIAL = { ["x-databricks-azure-sp-management-token"] = true,
+                     ["x-databricks-azure-workspace-resource-id"] = true }
+
 -- The caller's headers over the defaults; the configured credential is the only Authorization.
 local function merge_headers(user, authorization, extra)
   local h = { Accept = "application/json" }
@@ -88,16 +93,42 @@ local function merge_headers(user, authorization, extra)
         return nil, errors.new("invalid_header", 'header "' .. lk .. '" is given twice (header names are '
           .. "case-insensitive)")
       end
-      seen[lk] = true
-      if lk ~= "authorization" then h[CANONICAL[lk] or k] = v end
+      local key = CANONICAL[lk] or k
+      seen[lk] = key
+      if lk ~= "authorization" then h[key] = v end
     end
   end
   if extra then
     for k, v in pairs(extra) do
-      if not seen[k:lower()] then h[k] = v end
+      local lk = k:lower()
+      local prev = seen[lk]
+      if not prev then
+        h[k] = v
+      elseif CREDENTIAL[lk] then
+        h[prev] = nil   -- the credential's value, under one spelling
+        h[k] = v
+      end
     end
   end
   h.Authorization = authorization
+  return h
+end
+
+-- `extra` plus the credential's headers other than Authorization (creds.headers() -> auth), or
+-- `extra` itself when Authorization is all there is (every auth type but the Azure ones). The
+-- merged table is kept per auth table: providers hand out the same one while their tokens last.
+local merged = setmetatable({}, { __mode = "k" })
+local function with_credential(auth, extra)
+  local k = next(auth)
+  if next(auth, k) == nil then return extra end
+  local m = merged[auth]
+  if m and m.base == extra then return m.headers end
+  local h = {}
+  for name, v in pairs(extra or {}) do h[name] = v end
+  for name, v in pairs(auth) do
+    if name ~= "Authorization" then h[name] = v end
+  end
+  merged[auth] = { base = extra, headers = h }
   return h
 end
 
@@ -157,7 +188,7 @@ function _M.api(s, r)
     end
   end
   local res
-  res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+  res, err = _M.call(s, v.host, r, auth.Authorization, with_credential(auth, extra))
   if not res then return nil, err end
   if res.status == 401 and creds.source and retry_allowed(r) then
     -- An OAuth token we believed valid was rejected (revoked, or clocks apart): fetch a new one
@@ -165,17 +196,17 @@ function _M.api(s, r)
     creds.source:invalidate()
     auth, err = creds.headers()
     if not auth then return nil, err end
-    res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+    res, err = _M.call(s, v.host, r, auth.Authorization, with_credential(auth, extra))
     if not res then return nil, err end
   end
   if res.status >= 200 and res.status <= 299 then return res end
   -- The server's message is outside text: it may quote the credential it was sent.
-  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path),
-    { headers = { Authorization = auth.Authorization } })
+  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path), { headers = auth })
 end
 
 -- For batch.lua (cfg:request_all), which builds its requests as call does.
 _M.merge_headers = merge_headers
+_M.with_credential = with_credential
 _M.encode_query = encode_query
 
 return _M

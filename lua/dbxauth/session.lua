@@ -48,13 +48,14 @@ local function transport_scope(t)
   return id
 end
 
--- state: config.resolve's result. env = { getenv, home, clock, transport, version, logger }
+-- state: config.resolve's result. env = { getenv, environ?, home, clock, transport, version, logger }
 function _M.new(state, env)
   local v = state.values
   local s = setmetatable({
     state = state,
     values = v,
     getenv = env.getenv,
+    environ = env.environ,   -- the replacement environment table, when one was given
     home = env.home,
     clock = env.clock,
     version = env.version,
@@ -179,12 +180,13 @@ function Session:redact(err, req)
   return redact.error(err, self:secrets(req))
 end
 
--- POST to a token endpoint with the token retry policy, then parse the response. The token
--- endpoint's error text is outside text: it may echo the code, verifier or secret it was sent.
-function Session:token_request(req, what)
+-- POST to a token endpoint with the token retry policy, then parse the response (with `parse`,
+-- same signature as oauth.parse_token_response, for endpoints of another shape: Entra ID, IMDS).
+-- The token endpoint's error text is outside text: it may echo the code, verifier or secret.
+function Session:token_request(req, what, parse)
   local res, err = self:send(req, "token")
   if not res then return nil, err end
-  local tok, perr = oauth.parse_token_response(res, self:now(), what)
+  local tok, perr = (parse or oauth.parse_token_response)(res, self:now(), what)
   if tok then return tok end
   if res.gave_up then perr.message = perr.message .. " (" .. res.gave_up .. ")" end
   return nil, self:redact(perr, req)
@@ -226,6 +228,17 @@ function Session:prepare()
   local _, err = self:check_host()
   if err then return nil, err end
   return self:ensure_metadata()
+end
+
+-- An unset host found by a provider (Azure: the workspace of azure_workspace_resource_id), then
+-- checked and prepared like a configured one. true | nil, err
+function Session:set_host(raw)
+  local canonical, why = require("dbxauth.host").normalize(raw)
+  if not canonical then return nil, errors.new("config", "resolve host: " .. tostring(why)) end
+  local st = self.state
+  st.values.host, st.sources.host = canonical, "resolved"
+  self.metadata_done, self.account, self.ua = false, nil, nil
+  return self:prepare()
 end
 
 -- nil, or the error for an explicit discovery_url we must not fetch: its endpoints receive the

@@ -6,14 +6,15 @@
 --   local st = sharedtoken.new{ dict = d, key = "k", now = fn, fetch = fn -> token | nil, err,
 --                               owner = pid, lock_lease = 3, lock_timeout = 130, backoff_max = 30,
 --                               log = fn, timer = fn(delay, callback) -> ok, err }
---   st:get()      -> { expiry, refresh_at, usable_until, header } | nil   (cheap: parsed once)
+--   st:get()      -> { expiry, refresh_at, usable_until, header, extra? } | nil   (cheap: parsed once)
 --   st:usable(e, at), st:due(e, at)
 --   st:refresh()  -> entry | nil, err, fetched   lua-resty-lock's recipe, one attempt
 --
 -- The refresh recipe is lua-resty-lock's dog-pile guard exactly: get -> lock -> get again ->
 -- fetch -> set -> unlock. The second get matters: a worker that saw a due token and took the
 -- lock after another worker's refresh finished must use that token, not fetch another.
--- Entries: "expiry refresh_at usable_until|<Authorization value>" (expiry 0: never expires).
+-- Entries: "expiry refresh_at usable_until|<Authorization value>" (expiry 0: never expires), then
+-- "\n<Name>: <value>" for each other header of the credential (tok.extra_headers: Azure's).
 --
 -- The lock is a lease: the dict key lives lock_lease seconds (3) and the holder renews it every
 -- lease/3 through `timer` while its refresh runs, for at most lock_timeout seconds (130). A
@@ -65,6 +66,11 @@ function Shared:get()
   if raw == self.raw then return self.entry end
   local e, r, u, header = raw:match("^(%S+) (%S+) (%S+)|(.*)$")
   local entry = e and { expiry = tonumber(e), refresh_at = tonumber(r), usable_until = tonumber(u), header = header }
+  if entry and header:find("\n", 1, true) then
+    entry.header = header:match("^[^\n]*")
+    entry.extra = {}
+    for name, v in header:gmatch("\n([^:\n]+): ([^\n]*)") do entry.extra[#entry.extra + 1] = { name, v } end
+  end
   self.raw, self.entry = raw, entry
   return entry
 end
@@ -86,6 +92,14 @@ function Shared:store(tok)
   local header = headers.authorization(tok)
   if header:find("[%z\1-\31\127]") then
     return nil, errors.new("invalid_response", "the access token contains control characters")
+  end
+  -- The credential's other headers (Azure's management token, resource id), one per line after it.
+  for _, line in ipairs(tok.extra_headers or {}) do
+    local name, v = line:match("^([^:]+): (.*)$")
+    if not name or headers.check(name, v) then
+      return nil, errors.new("invalid_response", "a credential header cannot be sent")
+    end
+    header = header .. "\n" .. line
   end
   local at = self.now()
   local expiry, refresh_at, usable_until

@@ -56,6 +56,10 @@
 --        scopes of effective_user_api_scopes are implicit),
 --        not running 404 (app_status RUNNING and compute_status ACTIVE needed), unknown path 404.
 --        Errors are JSON {"error","message"}. Counted as "APP <name> <METHOD> <path>".
+-- Azure (fake/entra.lua): Entra ID at ws.creds.azure_authority, IMDS at ws.creds.imds_url, App Service
+-- identity at ws.creds.identity_endpoint, GET /aad/auth; Entra tokens for the login app pass the
+-- workspace API (not apps), checked against creds.azure_resource_id and, with the setting
+-- azure_require_sm, a management token.
 -- Default apps (restored by reset): my-app (scopes sql), scoped-app (dashboards.genie file.files
 -- sql), plain-app (no user_api_scopes), stopped-app (UNAVAILABLE / STOPPED).
 --
@@ -132,6 +136,11 @@ M.CREDS = {
   workspace_id = "1234567890",
   actions_request_token = "fake-actions-request-token",
   ado_access_token = "fake-ado-system-accesstoken-9876",
+  azure_client_id = "fake-azure-client-id",
+  azure_client_secret = "fake-azure-secret-0123",
+  azure_tenant_id = "fake-tenant-0001",
+  azure_resource_id = "/subscriptions/fake-sub/resourceGroups/rg/providers/Microsoft.Databricks/workspaces/ws",
+  identity_header = "fake-identity-header-secret",
 }
 
 -- /usr/sbin is often not on a non-root user's PATH
@@ -563,6 +572,9 @@ function M.start(opts)
   ws.creds.actions_request_url = ws.url .. "/__idp/github/token?api-version=2.0"
   ws.metadata_url = ws.http_url .. "/__metadata/token"     -- fake/metadata_service.lua
   ws.ado_collection = ws.url .. "/__ado/fake-org/"         -- fake/ado.lua
+  ws.creds.azure_authority = ws.url .. "/__entra/"      -- AZURE_AUTHORITY_HOST (fake/entra.lua)
+  ws.creds.imds_url = ws.http_url                      -- AZURE_POD_IDENTITY_AUTHORITY_HOST
+  ws.creds.identity_endpoint = ws.http_url .. "/__appservice/msi/token"   -- IDENTITY_ENDPOINT
   for _, name in ipairs(M.APPS) do add_resolve(ws, ws:app_url(name)) end
   ws.pid = tonumber(read_file(ws.dir .. "/logs/nginx.pid") or "")
   if opts.detach then detached = detached + 1 else running[ws] = true end

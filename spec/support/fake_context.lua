@@ -22,6 +22,7 @@ function _M.new(o)
   ctx.get = function(name) return attrs[name] end
   ctx.source = function(name) return sources[name] or (attrs[name] ~= nil and "explicit" or nil) end
   ctx.getenv = function(name) return env[name] end
+  ctx.environ = function() return env end
   ctx.home = o.home
   ctx.now = function() return clock.t end
   ctx.is_account = function() return o.account or false end
@@ -32,9 +33,9 @@ function _M.new(o)
     if o.endpoints_error then return nil, o.endpoints_error end
     return _M.ENDPOINTS
   end
-  ctx.token_request = function(req, what)
+  ctx.token_request = function(req, what, parse)
     local n = #ctx.token_calls + 1
-    ctx.token_calls[n] = { req = req, what = what }
+    ctx.token_calls[n] = { req = req, what = what, parse = parse }
     if o.token then return o.token(req, what, n) end
     return oauth.token { access_token = "at-" .. n, token_type = "Bearer", expiry = clock.t + 3600 }
   end
@@ -47,6 +48,8 @@ function _M.new(o)
   ctx.send_token = ctx.send
   ctx.redact = o.redact or function(text) return text end
   ctx.prepare = function() return true end
+  ctx.set_host = function(url) attrs.host = url; return true end
+  ctx.redact = function(text) return text end
   return ctx
 end
 

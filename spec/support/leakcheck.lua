@@ -59,6 +59,9 @@ for _, s in ipairs {
   core.b64_encode("admin@example.com:fake-password-123"),
   core.b64_encode("fake-client-id:fake-client-secret-xyz"),
   "fake-actions-request-token", "fake-ado-system-accesstoken-9876",
+  -- Azure (fake/entra.lua): the service principal's secret and the App Service identity secret
+  "fake-azure-secret-0123", core.b64_encode("fake-azure-client-id:fake-azure-secret-0123"),
+  "fake-identity-header-secret",
   "PT0+IC9kZXYvdXJhbmRvbSA8PT0KYFZ", "dapiXYZ", "dapiOLD", "dapiOTHER", "dapiDEFAULT",
   "dapi-explicit-secret-1", "env-secret-password-2", "file-secret-token-3", "file-client-secret-4",
   "wrong-client-secret-5", "header-secret-6", "wrong-secret-value", "secret-looking-token-value",

@@ -21,6 +21,8 @@ function M.authenticate(audience)
     if cred == cfg.pat then return { user = PAT_USER, kind = "pat" } end
     local t = oauth.lookup(cred)
     if t and t.aud == audience and t.exp > ngx.now() then
+      local refused = t.resource and require("spec.support.fake.entra").check_headers(t)
+      if refused then return nil, refused end
       return { user = t.sub, kind = t.kind or "oauth", scope = t.scope, token = t }
     end
     return nil, INVALID

@@ -42,6 +42,7 @@ for _, name in ipairs { "metadata_service", "ado" } do
   for path, r in pairs(m.routes or {}) do M.routes[path] = r end
   for _, pr in ipairs(m.pattern_routes or {}) do M.pattern_routes[#M.pattern_routes + 1] = pr end
 end
+require("spec.support.fake.entra").install(M)   -- Entra ID, IMDS, /aad/auth
 
 local function route(method, uri)
   local r = M.routes[uri]

@@ -68,6 +68,8 @@ local function authenticate(app)
   end
   local t = oauth.lookup(tok)
   if not t or t.exp <= ngx.now() then return nil, "Invalid or expired access token" end
+  -- seed 001: an Entra ID token must be exchanged for a Databricks OAuth token first
+  if t.resource then return nil, "Invalid access token: Entra ID tokens are not accepted" end
   if t.aud == "workspace" then return t end
   if t.aud == "app:" .. tostring(app.oauth2_app_client_id) then return t end
   if type(t.aud) == "string" and t.aud:sub(1, 4) == "app:" then
