@@ -11,7 +11,7 @@ local cjson = require "cjson"
 local core = require "dbxauth.core"
 local fake_transport = require "spec.support.fake_transport"
 
-local SOURCES = { "spec.fixtures.chain_cases" }
+local SOURCES = { "spec.fixtures.chain_cases", "spec.fixtures.chain_cases_cloud" }
 local UNSET = "<unset>"
 
 local function json(status, doc)
