@@ -4,8 +4,7 @@
 -- token endpoint, a metadata service on localhost:1234, Azure DevOps, GitHub Actions) and
 -- answers 404 to anything else.
 --
--- spec/fixtures/chain_cases_cloud.lua holds the Azure and Google cases in the same format; it
--- is not in SOURCES until the azure-* and google-* rows are in chain.CHAIN (add it then).
+-- spec/fixtures/chain_cases_cloud.lua holds the Azure and Google cases in the same format.
 local dbxauth = require "dbxauth"
 local cjson = require "cjson"
 local core = require "dbxauth.core"
@@ -42,6 +41,11 @@ local function transport(case)
         if not req.headers.Authorization then return json(401, {}) end
         return json(200, { oidcToken = "ado.jwt.value" })
       end },
+    -- Entra ID (v1), for github-oidc-azure: a client assertion buys a token
+    { method = "POST", pattern = "^https://login%.microsoftonline%.com/[^/]+/oauth2/token$", respond = function(req)
+      if not req.body:find("client_assertion=", 1, true) then return json(400, { error = "invalid_request" }) end
+      return json(200, { access_token = "chain-entra-token", token_type = "Bearer", expires_in = "3600" })
+    end },
     { method = "GET", pattern = "^https://gh%.example%.com/idtoken%?", respond = function(req)
       local aud = core.parse_query(req.url:match("%?(.*)$")).audience
       return json(200, { value = "gh.jwt.for." .. tostring(aud) })

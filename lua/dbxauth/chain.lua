@@ -6,8 +6,10 @@
 --   chain.token(session, opts) -> token | nil, err
 --
 -- An explicit auth_type names one provider: only that one is tried, and its failure is the
--- answer. Otherwise the first provider that applies decides, and its errors are reported (the
--- Python SDK's semantics: a wrong client secret says so, instead of "cannot configure").
+-- answer. Otherwise the providers that apply are tried in order and the first that produces
+-- credentials wins, as in the Go SDK (in GitHub Actions on Azure, github-oidc fails and
+-- github-oidc-azure signs in); when none does, the first failure is the answer rather than Go's
+-- "cannot configure" (a wrong client secret says so, as in the Python SDK).
 local oauth = require "dbxauth.oauth"
 
 local _M = {}
@@ -112,13 +114,15 @@ local function forced(s, name)
 end
 
 local function default_chain(s)
+  local first
   for _, p in ipairs(_M.CHAIN) do
     if p.applies(s.ctx) then
       local creds, err = try(s, p)
       if creds then return use(s, p, creds) end
-      if creds == nil then return nil, err end
+      if creds == nil then first = first or err end
     end
   end
+  if first then return nil, first end
   return nil, s:config_error(NO_CREDENTIALS, {
     hint = "set host with a token, username and password, or client_id and client_secret "
       .. "(arguments, DATABRICKS_* environment variables or a ~/.databrickscfg profile)",
