@@ -81,6 +81,15 @@ local function plain_headers(s, extra)
   return h
 end
 
+-- Replace the previous credential headers (`old`, may be nil) of h by `new` ones: a second
+-- credential the new round does not have must not stay behind.
+local function set_cred(h, old, new)
+  if old then
+    for k in pairs(old) do h[k] = nil end
+  end
+  for k, x in pairs(new) do h[k] = x end
+end
+
 -- r as request.call builds it (the path check, headers over the defaults, json, query), to base;
 -- `shared` (plain_headers) for the items it fits; urls: base .. path by path, for the batch.
 local function build(s, base, r, authorization, extra, shared, urls)
@@ -162,7 +171,8 @@ end
 -- The loop both calls share. kind: round() -> true | nil, err (before each round; kind.gen names
 -- the token the round sends); build(i) -> req | nil, err (an item's first send); resend(st) -> req
 -- (the same request again, with this round's token); unauthorized(st, res) -> true to repeat at
--- once; finish(i, st, res) -> false, err (a final non-2xx); failed(err) -> err. An item gets a
+-- once; finish(i, st, res) -> false, err (a final non-2xx); failed(err) -> err; cred() optional,
+-- the round's credential headers (kept as st.cred). An item gets a
 -- state (st) only once its first outcome is not a 2xx: the common case costs a request table.
 local function run(s, list, opts, kind)
   local n = #list
@@ -222,7 +232,8 @@ local function run(s, list, opts, kind)
             policies[key] = policy
           end
           st = { req = req, attempt = 0, policy = policy, start = started, gen = gen, method = req.method,
-                 auth = req.headers.Authorization, allowed = http.retry_allowed(req, policy) }
+                 auth = req.headers.Authorization, cred = kind.cred and kind.cred(),
+                 allowed = http.retry_allowed(req, policy) }
           states[i] = st
         end
         st.attempt = st.attempt + 1
@@ -257,6 +268,7 @@ function _M.request_all(s, list, opts)
     extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
   end
   local auth          -- this round's Authorization value: one token for every item of the round
+  local cred          -- this round's credential headers (Authorization, maybe a second one)
   local shared        -- plain_headers, this round's token in it
   local kind = { gen = 0 }   -- gen: bumped when the 401 refresh happened
 
@@ -264,21 +276,23 @@ function _M.request_all(s, list, opts)
     if not creds then return nil, cerr end
     local h, err = creds.headers()
     if not h then return nil, err end
-    auth = h.Authorization
     shared = shared or plain_headers(s, extra)
-    shared.Authorization = auth
+    set_cred(shared, cred, h)
+    auth, cred = h.Authorization, h
     return true
   end
 
   local urls = {}
   function kind.build(i)
-    return build(s, v.host, list[i], auth, extra, shared, urls)
+    return build(s, v.host, list[i], cred, extra, shared, urls)
   end
+
+  function kind.cred() return cred end
 
   function kind.resend(st)
     local req = st.req
-    if req.headers ~= shared then req.headers.Authorization = auth end
-    st.auth = auth
+    if req.headers ~= shared then set_cred(req.headers, st.cred, cred) end
+    st.auth, st.cred = auth, cred
     return req
   end
 
@@ -297,8 +311,7 @@ function _M.request_all(s, list, opts)
 
   function kind.finish(i, st, res)
     -- The server's message is outside text: it may quote the credential it was sent.
-    return false, s:redact(request.status_error(res, st.method, list[i].path),
-      { headers = { Authorization = st.auth } })
+    return false, s:redact(request.status_error(res, st.method, list[i].path), { headers = st.cred })
   end
 
   function kind.failed(err) return err end

@@ -20,7 +20,9 @@ _M.CHAIN = {
   require "dbxauth.providers.databricks_cli",
   require "dbxauth.providers.github_oidc",
   require "dbxauth.providers.env_oidc",
-  (require "dbxauth.providers.file_oidc"),
+  require "dbxauth.providers.file_oidc",
+  require "dbxauth.providers.google_credentials",
+  (require "dbxauth.providers.google_id"),
 }
 
 -- Chosen only by auth_type: a browser must never open by surprise.
@@ -35,7 +37,7 @@ for _, p in ipairs(_M.ONLY_FORCED) do _M.BY_NAME[p.name] = p end
 -- Auth types the SDKs know that need cloud-specific machinery dbxauth does not carry.
 _M.FOREIGN = {}
 for _, name in ipairs { "azure-cli", "azure-msi", "azure-client-secret", "github-oidc-azure",
-  "azure-devops-oidc", "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving",
+  "azure-devops-oidc", "runtime", "runtime-oauth", "model-serving",
   "metadata-service" } do
   _M.FOREIGN[name] = true
 end

@@ -15,6 +15,8 @@
 --   ctx.endpoints()          { token_endpoint, authorization_endpoint } | nil, err (discovery)
 --   ctx.token_request(req, what)  POST a token request with the token retry policy; the
 --                            parsed token (oauth.parse_token_response) | nil, err
+--   ctx.token_send(req)      a request to a token service (Google, IAM) with the token retry
+--                            policy; the response whatever its status | nil, err
 --   ctx.send(req)            one request, one attempt, the response whatever its status | nil, err
 --   ctx.prepare()            check the host and fetch host metadata (true | nil, err); the
 --                            chain has done this before any provider runs
@@ -47,6 +49,7 @@ function _M.new(s)
     scopes = function() return s:scopes() end,
     endpoints = function() return s:endpoints() end,
     token_request = function(req, what) return s:token_request(req, what) end,
+    token_send = function(req) return s:send(req, "token") end,
     send = function(req) return s:send_once(req) end,
     prepare = function() return s:prepare() end,
     redact = function(text) return require("dbxauth.redact").text(text, s:secrets()) end,

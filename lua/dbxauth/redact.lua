@@ -6,7 +6,7 @@
 --   redact.error(err, secrets) -> err   (message, hint and nested causes, in place)
 --   redact.text(s, secrets) -> s
 --   redact.of_request(req, into) -> into  the secrets a request carries: credential form fields
---                                         and the Authorization header's credential
+--                                         and the credentials of Authorization and *-Token headers
 local _M = {}
 
 local MIN = 4            -- shorter values would mangle ordinary words
@@ -65,10 +65,15 @@ function _M.of_request(req, into)
       if SECRET_FIELDS[k] then into[#into + 1] = unescape(v) end
     end
   end
-  local auth = req.headers and (req.headers.Authorization or req.headers.authorization)
+  local h = req.headers
+  local auth = h and (h.Authorization or h.authorization)
   if type(auth) == "string" then
     local cred = auth:match("^%S+%s+(.+)$")
     if cred then into[#into + 1] = cred end
+  end
+  -- Second credentials beside Authorization (X-Databricks-GCP-SA-Access-Token, ...)
+  for k, v in pairs(h or {}) do
+    if type(k) == "string" and type(v) == "string" and k:lower():find("%-token$") then into[#into + 1] = v end
   end
   return into
 end

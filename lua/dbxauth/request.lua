@@ -3,7 +3,8 @@
 -- account API) and by the Apps calls (an app's own URL).
 --
 --   request.check(r, extra_keys)             -> nil | why (the facade raises with it)
---   request.call(s, base, r, authorization, extra_headers) -> response (any status) | nil, err
+--   request.call(s, base, r, cred, extra_headers) -> response (any status) | nil, err
+--     cred: the Authorization value, or the credentials' headers (creds.headers())
 --   request.api(s, r)                        -> response (2xx) | nil, err
 --   request.status_error(res, method, path)  -> the error object for a non-2xx response
 local apierror = require "dbxauth.apierror"
@@ -76,7 +77,9 @@ end
 local CANONICAL = { accept = "Accept", ["content-type"] = "Content-Type", ["user-agent"] = "User-Agent" }
 
 -- The caller's headers over the defaults; the configured credential is the only Authorization.
-local function merge_headers(user, authorization, extra)
+-- cred: the Authorization value, or the credentials' headers: a second credential there
+-- (X-Databricks-GCP-SA-Access-Token) also replaces the caller's header of that name.
+local function merge_headers(user, cred, extra)
   local h = { Accept = "application/json" }
   local seen = {}
   if user then
@@ -88,8 +91,8 @@ local function merge_headers(user, authorization, extra)
         return nil, errors.new("invalid_header", 'header "' .. lk .. '" is given twice (header names are '
           .. "case-insensitive)")
       end
-      seen[lk] = true
-      if lk ~= "authorization" then h[CANONICAL[lk] or k] = v end
+      seen[lk] = CANONICAL[lk] or k
+      if lk ~= "authorization" then h[seen[lk]] = v end
     end
   end
   if extra then
@@ -97,12 +100,20 @@ local function merge_headers(user, authorization, extra)
       if not seen[k:lower()] then h[k] = v end
     end
   end
-  h.Authorization = authorization
+  if type(cred) == "table" then
+    for k, v in pairs(cred) do
+      local mine = seen[k:lower()]
+      if mine and mine ~= k then h[mine] = nil end
+      h[k] = v
+    end
+  else
+    h.Authorization = cred
+  end
   return h
 end
 
 -- Send r (path, query, headers, json|body, method, timeout, retry) to base .. r.path with the
--- given Authorization value. Returns the response whatever its status, or nil, err.
+-- given credential (see merge_headers). Returns the response whatever its status, or nil, err.
 function _M.call(s, base, r, authorization, extra)
   if r.path:sub(1, 1) ~= "/" then
     return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
@@ -157,7 +168,7 @@ function _M.api(s, r)
     end
   end
   local res
-  res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+  res, err = _M.call(s, v.host, r, auth, extra)
   if not res then return nil, err end
   if res.status == 401 and creds.source and retry_allowed(r) then
     -- An OAuth token we believed valid was rejected (revoked, or clocks apart): fetch a new one
@@ -165,13 +176,12 @@ function _M.api(s, r)
     creds.source:invalidate()
     auth, err = creds.headers()
     if not auth then return nil, err end
-    res, err = _M.call(s, v.host, r, auth.Authorization, extra)
+    res, err = _M.call(s, v.host, r, auth, extra)
     if not res then return nil, err end
   end
   if res.status >= 200 and res.status <= 299 then return res end
   -- The server's message is outside text: it may quote the credential it was sent.
-  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path),
-    { headers = { Authorization = auth.Authorization } })
+  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path), { headers = auth })
 end
 
 -- For batch.lua (cfg:request_all), which builds its requests as call does.

@@ -4,7 +4,7 @@
 --   local ctx = fake_context.new{ attrs = { host = "https://h", ... }, sources = { scopes = "file" },
 --     env = { NAME = value }, home = dir, account = false, cloud = "Azure" | nil (from host),
 --     token = function(req, what, n) return oauth.token{...} | nil, err end,   -- token_request
---     send = function(req, n) return res | nil, err end }                      -- send
+--     send = function(req, n) return res | nil, err end }                      -- send, token_send
 --   ctx.token_calls, ctx.send_calls: every request made, in order; ctx.clock.t: the time
 local oauth = require "dbxauth.oauth"
 
@@ -42,6 +42,7 @@ function _M.new(o)
     if o.send then return o.send(req, n) end
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
+  ctx.token_send = ctx.send
   ctx.prepare = function() return true end
   return ctx
 end

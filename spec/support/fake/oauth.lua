@@ -15,7 +15,7 @@ function M.host_metadata()
   if common.is_account_host() then
     return common.json(200, {
       oidc_endpoint = base .. "/oidc/accounts/{account_id}",
-      cloud = "AWS",
+      cloud = common.settings().cloud or "AWS",
       host_type = "account",
       token_federation_default_oidc_audiences = { cfg.account_id },
     })
@@ -24,7 +24,7 @@ function M.host_metadata()
     oidc_endpoint = base .. "/oidc",
     account_id = cfg.account_id,
     workspace_id = cfg.workspace_id,
-    cloud = "AWS",
+    cloud = common.settings().cloud or "AWS",
     host_type = "workspace",
     token_federation_default_oidc_audiences = { base .. "/oidc/v1/token" },
   })
