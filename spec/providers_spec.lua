@@ -32,7 +32,7 @@ end
 describe("the chain table", function()
   it("lists the providers in the Go SDK's order, external-browser only by name", function()
     assert.same({ "pat", "basic", "oauth-m2m", "databricks-cli", "github-oidc", "env-oidc", "file-oidc",
-                  "external-browser" }, chain.names())
+                  "google-credentials", "google-id", "external-browser" }, chain.names())
     for _, p in ipairs(chain.CHAIN) do
       assert.is_string(p.name)
       assert.is_function(p.applies)
