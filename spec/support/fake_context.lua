@@ -3,6 +3,7 @@
 --
 --   local ctx = fake_context.new{ attrs = { host = "https://h", ... }, sources = { scopes = "file" },
 --     env = { NAME = value }, home = dir, account = false, cloud = "Azure" | nil (from host),
+--     secrets = { ... } (what ctx.redact masks),
 --     token = function(req, what, n) return oauth.token{...} | nil, err end,   -- token_request
 --     send = function(req, n) return res | nil, err end }                      -- send, token_send
 --   ctx.token_calls, ctx.send_calls: every request made, in order; ctx.clock.t: the time
@@ -43,6 +44,7 @@ function _M.new(o)
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
   ctx.token_send = ctx.send
+  ctx.redact = function(text) return require("dbxauth.redact").text(text, o.secrets or {}) end
   ctx.prepare = function() return true end
   return ctx
 end
