@@ -133,3 +133,43 @@ describe("google-credentials lifetimes", function()
     assert.matches("bad assertion %*%*%*", err.message)
   end)
 end)
+
+describe("google-id's application default credentials", function()
+  local adc = require "dbxauth.google_adc"
+  local errors = require "dbxauth.errors"
+
+  it("asks the default metadata address briefly, and says no ADC was found when nothing answers", function()
+    local ctx = fake_context.new { home = "/nonexistent", send = function()
+      return nil, errors.new("network", "connect failed", { reason = "connect" })
+    end }
+    local found = assert(adc.find(ctx))
+    assert.equal("metadata", found.kind)
+    local tok, err = found.source:token()
+    assert.is_nil(tok)
+    local req = ctx.send_calls[1]
+    assert.equal("http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token?scopes="
+      .. "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform", req.url)
+    assert.equal("Google", req.headers["Metadata-Flavor"])
+    assert.equal(3, req.timeout)
+    assert.equal("google_credentials", err.code)
+    assert.matches("google: could not find default credentials", err.message, 1, true)
+  end)
+
+  it("prefers GOOGLE_APPLICATION_CREDENTIALS, then gcloud's file under CLOUDSDK_CONFIG", function()
+    local dir = require("spec.support.files").tmpdir()
+    require("spec.support.files").write(dir .. "/application_default_credentials.json",
+      '{"type":"authorized_user","client_id":"c","client_secret":"unit-gcloud-secret","refresh_token":"r"}')
+    local ctx = fake_context.new { env = { CLOUDSDK_CONFIG = dir } }
+    assert.equal("file", assert(adc.find(ctx)).kind)
+    local _, err = adc.find(fake_context.new {
+      env = { CLOUDSDK_CONFIG = dir, GOOGLE_APPLICATION_CREDENTIALS = dir .. "/x" } })
+    assert.matches("GOOGLE_APPLICATION_CREDENTIALS", err.message)
+  end)
+
+  it("refuses credential types it cannot use", function()
+    local dir = require("spec.support.files").tmpdir()
+    require("spec.support.files").write(dir .. "/ext.json", '{"type":"external_account"}')
+    local _, err = adc.find(fake_context.new { env = { GOOGLE_APPLICATION_CREDENTIALS = dir .. "/ext.json" } })
+    assert.matches("unsupported credentials type", err.message)
+  end)
+end)

@@ -53,34 +53,38 @@ function _M.read_credentials(value)
 end
 
 -- A service-account key { client_email, private_key, private_key_id, token_uri } from its JSON
--- text. `prefix` starts messages about the content. | nil, err
-function _M.parse_key(text, prefix)
+-- text. `prefix` starts messages about the content; `hint` replaces the google_credentials one.
+-- | nil, err
+function _M.parse_key(text, prefix, hint)
+  local function bad(message, why)
+    return nil, errors.new("google_credentials", message, { hint = why or hint or KEY_HINT })
+  end
   local doc = cjson.decode(text)
   if type(doc) ~= "table" then
-    if text:find("^%s*[{%[]") then return fail(READ .. "the JSON content is not valid") end
-    return fail(READ .. "google_credentials is neither the path of an existing file nor JSON")
+    if text:find("^%s*[{%[]") then return bad(READ .. "the JSON content is not valid") end
+    return bad(READ .. "google_credentials is neither the path of an existing file nor JSON")
   end
   if doc.type ~= "service_account" then
     local t = doc.type == nil and "no type" or "type " .. shown(doc.type)
-    return fail(prefix .. "unsupported credentials " .. t .. ": google_credentials must be a "
+    return bad(prefix .. "unsupported credentials " .. t .. ": google_credentials must be a "
       .. 'service account key ("type": "service_account")')
   end
   for _, field in ipairs { "client_email", "private_key" } do
     if type(doc[field]) ~= "string" or doc[field] == "" then
-      return fail(prefix .. "the service account key has no " .. field)
+      return bad(prefix .. "the service account key has no " .. field)
     end
   end
   local kid = doc.private_key_id
   if kid ~= nil and (type(kid) ~= "string" or not kid:find("^[%w%-_.]*$")) then
-    return fail(prefix .. "the service account key's private_key_id is not a key id")
+    return bad(prefix .. "the service account key's private_key_id is not a key id")
   end
   local token_uri = doc.token_uri
   if token_uri == nil or token_uri == "" then token_uri = _M.TOKEN_URI end
   if type(token_uri) ~= "string" or not urls.parse(token_uri) then
-    return fail(prefix .. "the service account key's token_uri is not a URL")
+    return bad(prefix .. "the service account key's token_uri is not a URL")
   end
   if urls.plain_http_off_loopback(token_uri) then
-    return fail(prefix .. "the service account key's token_uri must use https://",
+    return bad(prefix .. "the service account key's token_uri must use https://",
       "plain HTTP would send the signed assertion unencrypted")
   end
   return { client_email = doc.client_email, private_key = doc.private_key,

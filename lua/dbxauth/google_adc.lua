@@ -61,7 +61,8 @@ end
 
 -- A jwt-bearer grant for a service-account key file.
 local function service_account(ctx, text)
-  local key, err = google.parse_key(text, "application default credentials: ")
+  local key, err = google.parse_key(text, "application default credentials: ",
+    "the file must be a service account's JSON key as the Google Cloud console issued it")
   if not key then return nil, err end
   return function()
     local req, rerr = google.jwt_grant_request(key, { scope = google.CLOUD_PLATFORM }, ctx.now())
