@@ -173,3 +173,29 @@ describe("google-id's application default credentials", function()
     assert.matches("unsupported credentials type", err.message)
   end)
 end)
+
+describe("Google's answers and second credentials in errors", function()
+  it("reads Google's nested error document", function()
+    local f = require("dbxauth.apierror").parse_body(403,
+      '{"error":{"code":403,"message":"Permission denied on resource.","status":"PERMISSION_DENIED"}}')
+    assert.same({ error_code = "PERMISSION_DENIED", message = "Permission denied on resource." }, f)
+  end)
+
+  it("masks the SA access token header like Authorization", function()
+    local list = require("dbxauth.redact").of_request { headers = {
+      Authorization = "Bearer id.token.value", ["X-Databricks-GCP-SA-Access-Token"] = "ya29.sa-token-value" } }
+    table.sort(list)
+    assert.same({ "id.token.value", "ya29.sa-token-value" }, list)
+  end)
+
+  it("refuses an IAM answer without a usable token or expiry", function()
+    local what = "generateAccessToken"
+    local _, err = google.iam_access_token({ status = 200, headers = {}, body = '{"accessToken":"a b"}' }, what)
+    assert.equal("invalid_response", err.code)
+    _, err = google.iam_access_token({ status = 200, headers = {},
+      body = '{"accessToken":"ya29.x","expireTime":"soon"}' }, what)
+    assert.matches("expireTime", err.message)
+    _, err = google.iam_id_token({ status = 200, headers = {}, body = '{"token":"not-a-jwt"}' }, "generateIdToken")
+    assert.matches("no expiry", err.message)
+  end)
+end)
