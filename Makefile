@@ -135,9 +135,10 @@ ASAN_ENV       = UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=a
 VALGRIND       = valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
   --errors-for-leak-kinds=definite,indirect,possible --track-origins=no --num-callers=30
 # Under valgrind: the end-to-end specs (real TLS to the fake workspace, the U2M listener, Apps,
-# federation), the C core's own specs and the hostile inputs (time bounds x4).
+# federation, Google), the C core's own specs and the hostile inputs (time bounds x4).
 VALGRIND_SPECS ?= spec/e2e_spec.lua spec/u2m_spec.lua spec/apps_spec.lua spec/oidc_spec.lua \
-  spec/core_spec.lua spec/listen_spec.lua spec/hostile_spec.lua spec/multi_spec.lua spec/batch_spec.lua
+  spec/core_spec.lua spec/listen_spec.lua spec/hostile_spec.lua spec/multi_spec.lua spec/batch_spec.lua \
+  spec/google_spec.lua spec/rs256_spec.lua
 
 define apt_install
 	@missing=""; for p in $(1); do \

@@ -157,6 +157,31 @@ static int l_sha256(lua_State *L) {
   return 1;
 }
 
+/* core.rs256_sign(pem, data) -> signature | nil, msg. The message never quotes the key. */
+static int l_rs256_sign(lua_State *L) {
+  size_t klen, n, siglen = 0;
+  const char *pem = luaL_checklstring(L, 1, &klen);
+  const char *data = luaL_checklstring(L, 2, &n);
+  unsigned char sig[DBX_RSA_SIG_MAX];
+  char err[256];
+  if (dbx_rs256_sign(pem, klen, data, n, sig, &siglen, err, sizeof err) != 0) return push_fail(L, err);
+  lua_pushlstring(L, (const char *)sig, siglen);
+  return 1;
+}
+
+/* core.rs256_verify(pem public key or certificate, data, sig) -> true | false | nil, msg. */
+static int l_rs256_verify(lua_State *L) {
+  size_t klen, n, slen;
+  const char *pem = luaL_checklstring(L, 1, &klen);
+  const char *data = luaL_checklstring(L, 2, &n);
+  const char *sig = luaL_checklstring(L, 3, &slen);
+  char err[256];
+  int rc = dbx_rs256_verify(pem, klen, data, n, (const unsigned char *)sig, slen, err, sizeof err);
+  if (rc < 0) return push_fail(L, err);
+  lua_pushboolean(L, rc);
+  return 1;
+}
+
 /* core.now() -> seconds since the epoch, sub-second precision. */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)dbx_now());
@@ -188,6 +213,8 @@ static int l_versions(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
   {"random", l_random},
   {"sha256", l_sha256},
+  {"rs256_sign", l_rs256_sign},
+  {"rs256_verify", l_rs256_verify},
   {"b64_encode", l_b64_encode},
   {"b64_decode", l_b64_decode},
   {"b64url_encode", l_b64url_encode},

@@ -33,7 +33,8 @@ describe("the chain table", function()
   it("lists the providers in the Go SDK's order, external-browser only by name", function()
     assert.same({ "pat", "basic", "oauth-m2m", "databricks-cli", "metadata-service", "github-oidc",
                   "azure-devops-oidc", "env-oidc", "file-oidc", "github-oidc-azure", "azure-msi",
-                  "azure-client-secret", "azure-cli", "external-browser" }, chain.names())
+                  "azure-client-secret", "azure-cli", "google-credentials", "google-id", "external-browser" },
+                chain.names())
     for _, p in ipairs(chain.CHAIN) do
       assert.is_string(p.name)
       assert.is_function(p.applies)

@@ -1,6 +1,7 @@
 -- Turn a failed HTTP response into an error object, the way the SDKs read Databricks error
 -- bodies (notes §9.5): {error_code, message}, OAuth {error, error_description}, API 1.2
--- {error}, SCIM {detail, status, scimType}, "ERROR_CODE: message" text, HTML pages.
+-- {error}, SCIM {detail, status, scimType}, Google {error: {code, message, status}},
+-- "ERROR_CODE: message" text, HTML pages.
 -- Pure: no I/O. Raw bodies are never copied whole into messages: a server could echo
 -- anything, so unstructured bodies are summarised and truncated.
 local cjson = require "cjson.safe"
@@ -107,6 +108,10 @@ local function from_json(doc)
     local scim = str(doc.scimType, MAX_CODE)
     local msg = scim and (scim .. " " .. detail) or detail
     return { error_code = "SCIM_" .. (str(doc.status, MAX_CODE) or ""), message = msg }
+  end
+  if type(doc.error) == "table" and type(doc.error.message) == "string" then
+    -- Google APIs (IAM Credentials): {"error": {"code", "message", "status"}}
+    return { error_code = str(doc.error.status, MAX_CODE), message = str(doc.error.message) }
   end
   local err = type(doc.error) == "string" and str(doc.error, MAX_CODE) or nil
   if err and type(doc.message) == "string" then

@@ -29,6 +29,8 @@ _M.CHAIN = {
   require "dbxauth.providers.azure_msi",
   require "dbxauth.providers.azure_client_secret",
   (require "dbxauth.providers.azure_cli"),
+  require "dbxauth.providers.google_credentials",
+  (require "dbxauth.providers.google_id"),
 }
 
 -- Chosen only by auth_type: a browser must never open by surprise.
@@ -42,7 +44,7 @@ for _, p in ipairs(_M.ONLY_FORCED) do _M.BY_NAME[p.name] = p end
 
 -- Auth types the SDKs know that need cloud-specific machinery dbxauth does not carry.
 _M.FOREIGN = {}
-for _, name in ipairs { "google-credentials", "google-id", "runtime", "runtime-oauth", "model-serving" } do
+for _, name in ipairs { "runtime", "runtime-oauth", "model-serving" } do
   _M.FOREIGN[name] = true
 end
 

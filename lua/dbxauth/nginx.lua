@@ -299,7 +299,8 @@ function _M.refresh(o)
   return t.shared:status()
 end
 
-local CREDENTIAL_HEADERS = { "X-Databricks-Azure-SP-Management-Token", "X-Databricks-Azure-Workspace-Resource-Id" }
+local CREDENTIAL_HEADERS = { "X-Databricks-Azure-SP-Management-Token", "X-Databricks-Azure-Workspace-Resource-Id",
+  "X-Databricks-GCP-SA-Access-Token" }
 
 local MESSAGES = {
   [502] = "The gateway could not authenticate to Databricks; see the gateway's error log.",

@@ -6,7 +6,7 @@
 --   redact.error(err, secrets) -> err   (message, hint and nested causes, in place)
 --   redact.text(s, secrets) -> s
 --   redact.of_request(req, into) -> into  the secrets a request carries: credential form fields
---                                         and the credential headers' values
+--                                         and the credential headers' values (*-Token too)
 local _M = {}
 
 local MIN = 4            -- shorter values would mangle ordinary words
@@ -78,6 +78,10 @@ function _M.of_request(req, into)
   if h then
     for _, name in ipairs(SECRET_HEADERS) do
       if type(h[name]) == "string" then into[#into + 1] = h[name] end
+    end
+    -- Second credentials beside Authorization (X-Databricks-GCP-SA-Access-Token, ...)
+    for k, v in pairs(h) do
+      if type(k) == "string" and type(v) == "string" and k:lower():find("%-token$") then into[#into + 1] = v end
     end
   end
   return into

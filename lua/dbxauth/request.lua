@@ -76,9 +76,11 @@ end
 local CANONICAL = { accept = "Accept", ["content-type"] = "Content-Type", ["user-agent"] = "User-Agent" }
 
 -- Headers a credential sets besides Authorization (Azure's management token and workspace
--- resource id): when the credential sets one, its value replaces the caller's.
+-- resource id, Google's service-account token): when the credential sets one, its value
+-- replaces the caller's.
 local CREDENTIAL = { ["x-databricks-azure-sp-management-token"] = true,
-                     ["x-databricks-azure-workspace-resource-id"] = true }
+                     ["x-databricks-azure-workspace-resource-id"] = true,
+                     ["x-databricks-gcp-sa-access-token"] = true }
 
 -- The caller's headers over the defaults; the configured credential is the only Authorization.
 local function merge_headers(user, authorization, extra)

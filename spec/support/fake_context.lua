@@ -3,6 +3,7 @@
 --
 --   local ctx = fake_context.new{ attrs = { host = "https://h", ... }, sources = { scopes = "file" },
 --     env = { NAME = value }, home = dir, account = false, cloud = "Azure" | nil (from host),
+--     secrets = { ... } (what ctx.redact masks),
 --     token = function(req, what, n) return oauth.token{...} | nil, err end,   -- token_request
 --     send = function(req, n) return res | nil, err end,                       -- send, send_token
 --     host_type = "workspace" | "account" | "unified" | nil (from account) }
@@ -46,7 +47,7 @@ function _M.new(o)
     return nil, require("dbxauth.errors").new("network", "no network in this spec")
   end
   ctx.send_token = ctx.send
-  ctx.redact = o.redact or function(text) return text end
+  ctx.redact = o.redact or function(text) return require("dbxauth.redact").text(text, o.secrets or {}) end
   ctx.prepare = function() return true end
   ctx.set_host = function(url) attrs.host = url; return true end
   ctx.redact = function(text) return text end

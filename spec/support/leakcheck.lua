@@ -22,7 +22,8 @@
 --   leakcheck.find(s)                      -- index of the first registered secret in s, or nil
 --   leakcheck.strings(v)                   -- every string a user can read of a value (errors
 --                                             walked field by field, tostring of objects)
--- Access and refresh tokens that pass through oauth.parse_token_response are registered too.
+-- Access and refresh tokens that pass through oauth.parse_token_response, and the Google tokens
+-- of google.token, are registered too.
 local NAME = "spec.support.leakcheck"
 do
   local existing = package.loaded[NAME]
@@ -82,6 +83,16 @@ do
       end
     end
     return tok, err
+  end
+end
+
+-- So are Google's ID and access tokens (google.lua builds every one of them in google.token).
+do
+  local google = require "dbxauth.google"
+  local make = google.token
+  google.token = function(value, expiry)
+    if type(value) == "string" and #value >= MIN_TOKEN then M.secret(value) end
+    return make(value, expiry)
   end
 end
 

@@ -10,7 +10,8 @@ local NOT_SENT = "Credential was not sent or was of an unsupported type for this
 local INVALID = "Invalid access token."
 
 -- Identity of the caller or nil, message. audience: "workspace" or an account id.
--- Accepts the PAT, an unexpired issued token for that audience, or Basic username:password.
+-- Accepts the PAT, an unexpired issued token for that audience, a Google ID token (fake/google.lua),
+-- or Basic username:password.
 function M.authenticate(audience)
   local h = ngx.var.http_authorization
   if not h then return nil, NOT_SENT end
@@ -25,6 +26,8 @@ function M.authenticate(audience)
       if refused then return nil, refused end
       return { user = t.sub, kind = t.kind or "oauth", scope = t.scope, token = t }
     end
+    local g, gerr = require("spec.support.fake.google").authenticate(cred)
+    if g ~= nil then return g or nil, gerr end
     return nil, INVALID
   elseif scheme == "basic" then
     if ngx.decode_base64(cred) == cfg.username .. ":" .. cfg.password then

@@ -34,6 +34,7 @@ M.pattern_routes = {
   { "^/api/2%.0/apps/([^/]+)$", { GET = apps.get } },
   { "^/api/2%.0/accounts/([^/]+)/workspaces$", { GET = api.account_workspaces } },
 }
+require("spec.support.fake.google").install(M.routes, M.pattern_routes)
 
 -- Stand-ins for services beside the workspace, one file each (fake/<name>.lua): their exact
 -- and patterned routes join the tables above.

@@ -20,7 +20,7 @@ function M.host_metadata()
   if common.is_account_host() then
     return common.json(200, {
       oidc_endpoint = base .. "/oidc/accounts/{account_id}",
-      cloud = "AWS",
+      cloud = common.settings().cloud or "AWS",
       host_type = "account",
       token_federation_default_oidc_audiences = audiences or (audiences == false and { cfg.account_id } or nil),
     })
@@ -29,7 +29,7 @@ function M.host_metadata()
     oidc_endpoint = base .. "/oidc",
     account_id = cfg.account_id,
     workspace_id = cfg.workspace_id,
-    cloud = "AWS",
+    cloud = common.settings().cloud or "AWS",
     host_type = "workspace",
     token_federation_default_oidc_audiences = audiences or (audiences == false and { base .. "/oidc/v1/token" } or nil),
   })
