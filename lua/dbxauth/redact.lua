@@ -21,6 +21,8 @@ local SECRET_FIELDS = { client_secret = true, refresh_token = true, code = true,
 -- Headers besides Authorization whose whole value is a credential (Azure's management token, the
 -- App Service identity endpoint's secret).
 local SECRET_HEADERS = { "X-Databricks-Azure-SP-Management-Token", "X-IDENTITY-HEADER" }
+local KNOWN = {}
+for _, name in ipairs(SECRET_HEADERS) do KNOWN[name] = true end
 
 local function replace_plain(s, secret)
   local out, pos = {}, 1
@@ -81,7 +83,9 @@ function _M.of_request(req, into)
     end
     -- Second credentials beside Authorization (X-Databricks-GCP-SA-Access-Token, ...)
     for k, v in pairs(h) do
-      if type(k) == "string" and type(v) == "string" and k:lower():find("%-token$") then into[#into + 1] = v end
+      if type(k) == "string" and type(v) == "string" and k:lower():find("%-token$") and not KNOWN[k] then
+        into[#into + 1] = v
+      end
     end
   end
   return into
