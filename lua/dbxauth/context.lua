@@ -34,7 +34,7 @@ function _M.new(s)
   if clock then
     now = clock
   else
-    now = function() return s:get_transport():now() end
+    now = function() return (s.transport or s:get_transport()):now() end
   end
   return {
     get = function(name) return values[name] end,
