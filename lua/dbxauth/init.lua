@@ -163,9 +163,9 @@ end
 
 -- r = { method, path, query, headers, json | body, timeout, retry } -> response | nil, err
 function methods:request(r)
-  local bad = request.check(r)
+  local bad, json = request.check(r)
   if bad then argerror(1, "request", bad) end
-  return request.api(sessions[self], r)
+  return request.api(sessions[self], r, json)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -198,12 +198,12 @@ end
 
 -- r = a request table plus app = <name> | url = <https origin>, scopes, audience
 function methods:app_request(r)
-  local bad = request.check(r, apps.EXTRA_KEYS)
+  local bad, json = request.check(r, apps.EXTRA_KEYS)
   if bad then argerror(1, "app_request", bad) end
   if (r.app == nil) == (r.url == nil) then
     argerror(1, "app_request", "give app = <name> or url = <https url>")
   end
-  return apps.app_request(sessions[self], r)
+  return apps.app_request(sessions[self], r, json)
 end
 
 ---------------------------------------------------------------------------------------------

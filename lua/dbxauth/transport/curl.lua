@@ -17,7 +17,8 @@ local core = require "dbxauth.core"
 local errors = require "dbxauth.errors"
 local urls = require "dbxauth.url"
 
-local find = string.find
+local byte, find = string.byte, string.find
+local COLON = byte(":")
 
 local _M = {}
 local Transport = {}
@@ -104,7 +105,10 @@ local function failure(req, code, msg)
 end
 
 function Transport:send(req)
-  local res, code, msg = self.client:request(req, direct(req.url) and self.direct or self.options)
+  local url, opts = req.url, self.options
+  -- "https:..." has no colon at 5: the common case costs one look at the URL
+  if type(url) == "string" and byte(url, 5) == COLON and direct(url) then opts = self.direct end
+  local res, code, msg = self.client:request(req, opts)
   if res then return res end
   return nil, failure(req, code, msg)
 end
