@@ -252,8 +252,9 @@ function _M.exchange(s, p, app)
 end
 
 -- The token app_request sends to an app: OAuth tokens as they are, a PAT exchanged for the
--- app's audience (app_request's cached_call mirrors these two cases: keep them in step); exchanged for exactly the requested scopes when `scopes` is given, and for
--- the given audience when `audience` is (whatever the credential).
+-- app's audience; exchanged for exactly the requested scopes when `scopes` is given, and for
+-- the given audience when `audience` is (whatever the credential). app_request's cached_call
+-- mirrors the two plain cases: keep them in step.
 function _M.app_token(s, p)
   local audience = p.audience
   local app, err

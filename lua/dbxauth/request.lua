@@ -160,7 +160,8 @@ function _M.call(s, base, r, authorization, extra, json)
   if byte(path, 1) ~= SLASH then
     return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. path .. '")')
   end
-  local h, body = nil, r.body
+  local h
+  local body = r.body
   if r.headers == nil and r.json == nil then
     h = s.plain_headers
     if not (h and h.Authorization == authorization and s.plain_extra == extra) then

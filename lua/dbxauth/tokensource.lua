@@ -159,10 +159,9 @@ function _M.credentials(source)
     headers = function()
       -- the fast path of Source:token, inline: a fresh token whose header is already built
       local tok = source.tok
-      if tok == nil or tok ~= last or not (source.now() < source.fresh_until) then
-        local h, err = authorization()
-        if not h then return nil, err end
-      end
+      if tok ~= nil and tok == last and source.now() < source.fresh_until then return cached() end
+      local h, err = authorization()
+      if not h then return nil, err end
       return cached()
     end,
   }
