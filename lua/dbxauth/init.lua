@@ -212,16 +212,16 @@ end
 -- list = { r, ... } as cfg:request takes them; opts = { concurrency = 8, timeout = seconds }
 -- -> responses, errs, failed (responses[i] | false, errs[i] | false, in the order of list)
 function methods:request_all(list, opts)
-  local bad, n = batch.check(list, opts)
+  local bad, n, jsons = batch.check(list, opts)
   if bad then argerror(n, "request_all", bad) end
-  return batch.request_all(sessions[self], list, opts)
+  return batch.request_all(sessions[self], list, opts, jsons)
 end
 
 -- The same for cfg:app_request's tables (app = <name> | url = <https url>, scopes, audience)
 function methods:app_request_all(list, opts)
-  local bad, n = batch.check(list, opts, "app")
+  local bad, n, jsons = batch.check(list, opts, "app")
   if bad then argerror(n, "app_request_all", bad) end
-  return batch.app_request_all(sessions[self], list, opts)
+  return batch.app_request_all(sessions[self], list, opts, jsons)
 end
 
 ---------------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ local function method_of(r)
   return METHODS[m] or m:upper()
 end
 _M.method_of = method_of
+_M.METHODS = METHODS
 
 -- base .. path, kept per session for the paths it calls (at most MAX_URLS, then forgotten).
 local MAX_URLS = 256

@@ -118,7 +118,8 @@ local function direct_copies(reqs)
   local list = reqs
   for i = 1, #reqs do
     local req = reqs[i]
-    if type(req) == "table" and direct(req.url) then
+    local url = type(req) == "table" and req.url
+    if type(url) == "string" and byte(url, 5) == COLON and direct(url) then
       if list == reqs then
         list = {}
         for k = 1, #reqs do list[k] = reqs[k] end
