@@ -209,7 +209,7 @@ dbx_http_code dbx_http_check_header(const char *name, size_t nlen, const char *v
     return DBX_HTTP_INVALID_HEADER;
   }
   for (i = 0; i < vlen; i++) {
-    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
+    if ((unsigned char)value[i] <= '\r' && (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')) {
       snprintf(msg, msgsz, "header \"%.*s\" contains %s", name_for_msg(nlen), name,
                value[i] == '\0' ? "NUL" : "CR or LF");
       return DBX_HTTP_INVALID_HEADER;

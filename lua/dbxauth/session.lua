@@ -7,6 +7,7 @@
 --   s.apps       app lookups, 60 s                    (apps.lua)
 --   s.exchanges  exchanged-token sources by audience  (apps.lua)
 --   s.app_calls  what app_request{ app = } reuses       (apps.lua)
+--   s.urls, s.plain_headers, s.workspace_header  kept per path / Authorization  (request.lua)
 --   s.ctx        the provider context                 (context.lua)
 --
 -- Nothing else is ever written onto a session after it is created, and nothing is written onto
