@@ -89,9 +89,10 @@ static int rec_read(const char *p, const char *end, rec *r) {
   return 1;
 }
 
-/* Appends a record with the name lower-cased. Lengths are bounded by
+/* Appends a record; clean: the name lower-cased and the value cleaned on the way (a header line
+ * as received), else copied as it is (a record's, already clean). Lengths are bounded by
  * DBX_HTTP_MAX_HEADER_BYTES (or by the merge of such records), far below 2^32. */
-static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen) {
+static int rec_put(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen, int clean) {
   uint32_t n = (uint32_t)nlen, v = (uint32_t)vlen;
   size_t i;
   char *o;
@@ -100,10 +101,19 @@ static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val
   memcpy(o, &n, sizeof n);
   memcpy(o + sizeof n, &v, sizeof v);
   o += REC_HDR;
-  for (i = 0; i < nlen; i++) o[i] = (char)lower((unsigned char)name[i]);
-  copy_value(o + nlen, val, vlen);
+  if (clean) {
+    for (i = 0; i < nlen; i++) o[i] = (char)lower((unsigned char)name[i]);
+    copy_value(o + nlen, val, vlen);
+  } else {
+    memcpy(o, name, nlen);
+    if (vlen > 0) memcpy(o + nlen, val, vlen);
+  }
   b->len += REC_HDR + nlen + vlen;
   return 0;
+}
+
+static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen) {
+  return rec_put(b, name, nlen, val, vlen, 1);
 }
 
 void dbx_hdr_iter_init(dbx_hdr_iter *it, const char *recs, size_t len) {
@@ -230,7 +240,7 @@ dbx_hdr_status dbx_headers_feed(dbx_headers *h, const char *line, size_t len) {
   h->last = h->recs.len;
   if (rec_append(&h->recs, line, nlen, val, vlen) != 0) return DBX_HDR_NOMEM;
   h->count++;
-  if (dbx_http_ieq(line, nlen, "content-length")) h->content_length = parse_length(val, vlen);
+  if (nlen == 14 && dbx_http_ieq(line, nlen, "content-length")) h->content_length = parse_length(val, vlen);
   return DBX_HDR_OK;
 }
 
@@ -252,7 +262,7 @@ int dbx_headers_merge(const dbx_headers *h, dbx_buf *out) {
       if (same_name(&r, &e)) { seen = 1; break; }
     if (seen) continue;
     at = out->len;
-    if (rec_append(out, r.name, r.nlen, r.val, r.vlen) != 0) return -1;
+    if (rec_put(out, r.name, r.nlen, r.val, r.vlen, 0) != 0) return -1;   /* already clean */
     for (q = p + r.size; rec_read(q, end, &e); q += e.size) {
       /* empty field lines add nothing: joining them would leave a dangling ", " */
       if (!same_name(&r, &e) || e.vlen == 0) continue;
