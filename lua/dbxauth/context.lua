@@ -34,7 +34,12 @@ function _M.new(s)
   if clock then
     now = clock
   else
-    now = function() return (s.transport or s:get_transport()):now() end
+    now = function()
+      local t = s.transport or s:get_transport()
+      local f = t.now_function
+      if f then return f() end
+      return t:now()
+    end
   end
   return {
     get = function(name) return values[name] end,

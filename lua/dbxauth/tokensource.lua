@@ -139,17 +139,21 @@ function Source:invalidate()
 end
 
 -- Credentials over a token source: what the chain hands out. The Authorization value is
--- built once per token, and so is the headers table (headers.cached: handed out again until
--- someone changes it). authorization() is the value alone, for dbxauth's own requests.
+-- built once per token, and so is the headers table: handed out again until someone changes it
+-- (headers.cached's rule, inline here: a cached call is one clock read and two comparisons).
+-- authorization() is the value alone, for dbxauth's own requests.
 function _M.credentials(source)
-  local last, header, cached
+  local last, header, current
+  local watch = {}
+  watch.__newindex = function(t, k, v)
+    setmetatable(t, nil)
+    if t == current then current = nil end
+    t[k] = v
+  end
   local function authorization()
     local tok, err = source:token()
     if not tok then return nil, err end
-    if tok ~= last then
-      last, header = tok, headers.authorization(tok)
-      cached = headers.cached(header)
-    end
+    if tok ~= last then last, header = tok, headers.authorization(tok) end
     return header
   end
   return {
@@ -157,12 +161,18 @@ function _M.credentials(source)
     token = function() return source:token() end,
     authorization = authorization,
     headers = function()
-      -- the fast path of Source:token, inline: a fresh token whose header is already built
-      local tok = source.tok
-      if tok ~= nil and tok == last and source.now() < source.fresh_until then return cached() end
-      local h, err = authorization()
-      if not h then return nil, err end
-      return cached()
+      local tok, h = source.tok, current
+      -- the fast path of Source:token, inline: a fresh token whose table is already built
+      if not (tok ~= nil and tok == last and source.now() < source.fresh_until) then
+        local err
+        h, err = authorization()
+        if not h then return nil, err end
+        h = current
+      end
+      if h and h.Authorization == header then return h end
+      h = setmetatable({ Authorization = header }, watch)
+      current = h
+      return h
     end,
   }
 end
