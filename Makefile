@@ -4,6 +4,7 @@
 #   make test     deps + build + lint + busted under LuaJIT and Lua 5.4
 #   make demo     start the fake workspace, run examples/m2m.lua against it, stop it
 #   make bench    benchmarks (figures printed)
+#   make bench-instructions  callgrind instructions per call (repeatable on a loaded machine)
 #   make fuzz     every libFuzzer target in fuzz/ for FUZZ_SECONDS (60) from its seed corpus
 #   make check    fuzz regression replay, the spec suite under ASan+UBSan, valgrind on the e2e specs
 #   make lint     luacheck + warnings-as-errors build
@@ -37,7 +38,7 @@ LUAJIT_CFLAGS = $(shell $(PKG) --cflags luajit)
 DEP_CFLAGS    = $(shell $(PKG) --cflags libcurl openssl)
 DEP_LIBS      = $(shell $(PKG) --libs libcurl openssl)
 
-.PHONY: all deps build test test-jit test-54 demo bench lint install clean rockspec-check install-check
+.PHONY: all deps build test test-jit test-54 demo bench bench-instructions lint install clean rockspec-check install-check
 
 all: build
 
@@ -87,6 +88,9 @@ demo: deps build
 
 bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
+
+bench-instructions: deps build build/bench/raw_curl build/bench/raw_multi
+	$(LUA54) bench/instructions.lua
 
 rockspec-check: build
 	sh rockspec/check.sh
