@@ -89,7 +89,7 @@ demo: deps build
 bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
 
-bench-instructions: deps build build/bench/raw_curl build/bench/raw_multi
+bench-instructions: check-deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/instructions.lua
 
 rockspec-check: build
