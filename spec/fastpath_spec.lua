@@ -150,6 +150,29 @@ describe("app_request's kept work", function()
     assert.is_nil(last.headers.app)
   end)
 
+  it("keeps the API's and the app's headers apart when calls interleave", function()
+    local t = workspace()
+    local cfg = config({ token = "dapi-fast" }, t)
+    local sent = {}
+    for _ = 1, 2 do
+      assert(cfg:app_request { app = "my-app", path = "/api/hello" })
+      sent[#sent + 1] = t.calls[#t.calls].headers
+      assert(cfg:request { path = "/api/2.0/x/1" })
+      sent[#sent + 1] = t.calls[#t.calls].headers
+    end
+    for i, h in ipairs(sent) do
+      if i % 2 == 1 then
+        assert.equal("Bearer t1", h.Authorization)
+        assert.is_nil(h["X-Databricks-Workspace-Id"])
+      else
+        assert.equal("Bearer dapi-fast", h.Authorization)
+        assert.equal("123", h["X-Databricks-Workspace-Id"])
+      end
+      assert.equal("application/json", h.Accept)
+      assert.matches("^dbxauth/", h["User-Agent"])
+    end
+  end)
+
   it("takes the full path for scopes, and reports the same scope error every time", function()
     local t = workspace()
     local cfg = config({ token = "dapi-fast" }, t)

@@ -241,7 +241,7 @@ function _M.exchange(s, p, app)
   if not source then
     local audience = p.audience
     source = tokensource.new {
-      now = function() return s:now() end,
+      now = s.ctx.now,
       fetch = function() return exchange_once(s, audience, scopes) end,
     }
     s.exchanges[key] = source

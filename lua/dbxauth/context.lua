@@ -29,17 +29,12 @@ local _M = {}
 
 function _M.new(s)
   local values, sources = s.state.values, s.state.sources
-  local clock = s.clock
-  local now
-  if clock then
-    now = clock
-  else
-    now = function()
-      local t = s.transport or s:get_transport()
-      local f = t.now_function
-      if f then return f() end
-      return t:now()
-    end
+  -- s:now() inline: a cached token's freshness costs one clock read through here
+  local now = s.clock or function()
+    local t = s.transport or s:get_transport()
+    local f = t.now_function
+    if f then return f() end
+    return t:now()
   end
   return {
     get = function(name) return values[name] end,

@@ -142,14 +142,25 @@ local function url_of(s, base, path)
 end
 
 -- The headers of a request without headers or json of its own: the defaults, `extra`, the
--- User-Agent and this Authorization, in one table kept while they stay the same (the
--- transports only read headers).
+-- User-Agent and this Authorization, in one table kept per (extra, Authorization) while they
+-- stay the same (the transports only read headers). At most MAX_PLAIN are kept: tokens change.
+local MAX_PLAIN = 8
+local NO_EXTRA = {}
 local function plain_headers(s, authorization, extra)
-  local h = s.plain_headers
-  if h and h.Authorization == authorization and s.plain_extra == extra then return h end
-  h = merge_headers(nil, authorization, extra)
+  local cache = s.plain_headers
+  if cache.n >= MAX_PLAIN then
+    cache = { n = 0 }
+    s.plain_headers = cache
+  end
+  local by = cache[extra or NO_EXTRA]
+  if not by then
+    by = {}
+    cache[extra or NO_EXTRA] = by
+  end
+  local h = merge_headers(nil, authorization, extra)
   h["User-Agent"] = s:user_agent()
-  s.plain_headers, s.plain_extra = h, extra
+  by[authorization] = h
+  cache.n = cache.n + 1
   return h
 end
 
@@ -164,10 +175,8 @@ function _M.call(s, base, r, authorization, extra, json)
   local h
   local body = r.body
   if r.headers == nil and r.json == nil then
-    h = s.plain_headers
-    if not (h and h.Authorization == authorization and s.plain_extra == extra) then
-      h = plain_headers(s, authorization, extra)
-    end
+    local by = s.plain_headers[extra or NO_EXTRA]
+    h = by and by[authorization] or plain_headers(s, authorization, extra)
   else
     local herr
     h, herr = merge_headers(r.headers, authorization, extra)
