@@ -252,10 +252,14 @@ function _M.api(s, r, json)
   if not auth then return nil, err end
   local v = s.values
   local extra
-  if v.workspace_id then
+  local id = v.workspace_id
+  if id then
     local account = s.account
     if account == nil then account = s:is_account() end
-    if not account then extra = workspace_header(s) end
+    if not account then
+      extra = s.workspace_header
+      if not extra or extra["X-Databricks-Workspace-Id"] ~= id then extra = workspace_header(s) end
+    end
   end
   local host = v.host
   local res

@@ -169,7 +169,9 @@ local API_STATUS = http.API_STATUS
 -- nearly always final, and then no retry policy is looked at; otherwise http.send's retries.
 function Session:send_api(req, retry)
   local t = self.transport or self:get_transport()
-  local start = t:now()
+  local clock = t.now_function
+  local start
+  if clock then start = clock() else start = t:now() end
   local res, err = t:send(req)
   if res and not API_STATUS[res.status] then
     res.attempts = 1
