@@ -43,6 +43,7 @@ local function jit_clock()
   end
 end
 local clock_function = jit_clock() or core.now
+_M.now_function = clock_function   -- the clock of every transport made without opts.clock
 
 local Transport = {}
 Transport.__index = Transport
