@@ -5,6 +5,7 @@
 #   make demo     start the fake workspace, run examples/m2m.lua against it, stop it
 #   make gateway-demo  the fake workspace, and nginx with examples/nginx/nginx.conf in front of its app
 #   make bench    benchmarks (figures printed)
+#   make bench-instructions  callgrind instructions per call (repeatable on a loaded machine)
 #   make fuzz     every libFuzzer target in fuzz/ for FUZZ_SECONDS (60) from its seed corpus
 #   make check    fuzz regression replay, the spec suite under ASan+UBSan, valgrind on the e2e specs
 #   make lint     luacheck + warnings-as-errors build
@@ -38,7 +39,7 @@ LUAJIT_CFLAGS = $(shell $(PKG) --cflags luajit)
 DEP_CFLAGS    = $(shell $(PKG) --cflags libcurl openssl)
 DEP_LIBS      = $(shell $(PKG) --libs libcurl openssl)
 
-.PHONY: all deps build test test-jit test-54 demo gateway-demo bench lint install clean rockspec-check install-check
+.PHONY: all deps build test test-jit test-54 demo gateway-demo bench bench-instructions lint install clean rockspec-check install-check
 
 all: build
 
@@ -91,6 +92,9 @@ gateway-demo: deps build
 
 bench: deps build build/bench/raw_curl build/bench/raw_multi
 	$(LUA54) bench/run.lua
+
+bench-instructions: check-deps build build/bench/raw_curl build/bench/raw_multi
+	$(LUA54) bench/instructions.lua
 
 rockspec-check: build
 	sh rockspec/check.sh

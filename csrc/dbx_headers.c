@@ -9,16 +9,26 @@
 
 /* ---- character classes ---- */
 
-static int is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* RFC 9110 tchar as a table: every header name of every request and response is checked. */
+#define TC(c)                                                                                   \
+  (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9') ||     \
+   (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||          \
+   (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||            \
+   (c) == '`' || (c) == '|' || (c) == '~')
+#define TC4(c) TC(c), TC((c) + 1), TC((c) + 2), TC((c) + 3)
+#define TC16(c) TC4(c), TC4((c) + 4), TC4((c) + 8), TC4((c) + 12)
+#define TC64(c) TC16(c), TC16((c) + 16), TC16((c) + 32), TC16((c) + 48)
+static const unsigned char TCHAR[256] = { TC64(0), TC64(64), TC64(128), TC64(192) };
+#undef TC64
+#undef TC16
+#undef TC4
+#undef TC
 
 int dbx_http_is_token(const char *s, size_t n) {
   size_t i;
   if (n == 0) return 0;
   for (i = 0; i < n; i++)
-    if (!is_tchar((unsigned char)s[i])) return 0;
+    if (!TCHAR[(unsigned char)s[i]]) return 0;
   return 1;
 }
 
@@ -31,9 +41,14 @@ static int is_blank(char c) {
   return is_ows(c) || c == '\r' || c == '\n' || c == '\0';
 }
 
+/* CR, LF and NUL become SP (is_blank without the tab, which stays); one comparison for the
+ * common byte, above CR. */
 static void copy_value(char *dst, const char *src, size_t n) {
   size_t i;
-  for (i = 0; i < n; i++) dst[i] = (is_blank(src[i]) && src[i] != '\t') ? ' ' : src[i];
+  for (i = 0; i < n; i++) {
+    char c = src[i];
+    dst[i] = ((unsigned char)c > '\r' || (c != '\r' && c != '\n' && c != '\0')) ? c : ' ';
+  }
 }
 
 static unsigned char lower(unsigned char c) {
@@ -74,9 +89,10 @@ static int rec_read(const char *p, const char *end, rec *r) {
   return 1;
 }
 
-/* Appends a record with the name lower-cased. Lengths are bounded by
+/* Appends a record; clean: the name lower-cased and the value cleaned on the way (a header line
+ * as received), else copied as it is (a record's, already clean). Lengths are bounded by
  * DBX_HTTP_MAX_HEADER_BYTES (or by the merge of such records), far below 2^32. */
-static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen) {
+static int rec_put(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen, int clean) {
   uint32_t n = (uint32_t)nlen, v = (uint32_t)vlen;
   size_t i;
   char *o;
@@ -85,10 +101,19 @@ static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val
   memcpy(o, &n, sizeof n);
   memcpy(o + sizeof n, &v, sizeof v);
   o += REC_HDR;
-  for (i = 0; i < nlen; i++) o[i] = (char)lower((unsigned char)name[i]);
-  copy_value(o + nlen, val, vlen);
+  if (clean) {
+    for (i = 0; i < nlen; i++) o[i] = (char)lower((unsigned char)name[i]);
+    copy_value(o + nlen, val, vlen);
+  } else {
+    memcpy(o, name, nlen);
+    if (vlen > 0) memcpy(o + nlen, val, vlen);
+  }
   b->len += REC_HDR + nlen + vlen;
   return 0;
+}
+
+static int rec_append(dbx_buf *b, const char *name, size_t nlen, const char *val, size_t vlen) {
+  return rec_put(b, name, nlen, val, vlen, 1);
 }
 
 void dbx_hdr_iter_init(dbx_hdr_iter *it, const char *recs, size_t len) {
@@ -215,7 +240,7 @@ dbx_hdr_status dbx_headers_feed(dbx_headers *h, const char *line, size_t len) {
   h->last = h->recs.len;
   if (rec_append(&h->recs, line, nlen, val, vlen) != 0) return DBX_HDR_NOMEM;
   h->count++;
-  if (dbx_http_ieq(line, nlen, "content-length")) h->content_length = parse_length(val, vlen);
+  if (nlen == 14 && dbx_http_ieq(line, nlen, "content-length")) h->content_length = parse_length(val, vlen);
   return DBX_HDR_OK;
 }
 
@@ -237,7 +262,7 @@ int dbx_headers_merge(const dbx_headers *h, dbx_buf *out) {
       if (same_name(&r, &e)) { seen = 1; break; }
     if (seen) continue;
     at = out->len;
-    if (rec_append(out, r.name, r.nlen, r.val, r.vlen) != 0) return -1;
+    if (rec_put(out, r.name, r.nlen, r.val, r.vlen, 0) != 0) return -1;   /* already clean */
     for (q = p + r.size; rec_read(q, end, &e); q += e.size) {
       /* empty field lines add nothing: joining them would leave a dangling ", " */
       if (!same_name(&r, &e) || e.vlen == 0) continue;

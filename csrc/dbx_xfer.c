@@ -209,7 +209,7 @@ dbx_http_code dbx_http_check_header(const char *name, size_t nlen, const char *v
     return DBX_HTTP_INVALID_HEADER;
   }
   for (i = 0; i < vlen; i++) {
-    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
+    if ((unsigned char)value[i] <= '\r' && (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')) {
       snprintf(msg, msgsz, "header \"%.*s\" contains %s", name_for_msg(nlen), name,
                value[i] == '\0' ? "NUL" : "CR or LF");
       return DBX_HTTP_INVALID_HEADER;
@@ -219,7 +219,7 @@ dbx_http_code dbx_http_check_header(const char *name, size_t nlen, const char *v
 }
 
 int dbx_http_header_skipped(const char *name, size_t nlen) {
-  return dbx_http_ieq(name, nlen, "content-length");
+  return nlen == 14 && dbx_http_ieq(name, nlen, "content-length");
 }
 
 int dbx_http_header_line(dbx_buf *line, const char *name, size_t nlen, const char *value, size_t vlen) {

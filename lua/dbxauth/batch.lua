@@ -32,25 +32,42 @@ local OPTIONS = { concurrency = true, timeout = true }
 local CANCELLED_HINT = "the batch took longer than its timeout (opts.timeout); raise it, or send fewer requests "
   .. "or more at once (opts.concurrency)"
 
--- nil, or why the arguments are wrong and which one (programming errors: the facade raises).
+-- The message for a key of list that is not 1..n, or nil.
+local function other_key(list, n)
+  for k in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return "a list of request tables expected (found key " .. tostring(k) .. ")"
+    end
+  end
+end
+
+-- nil, or why the arguments are wrong and which one (programming errors: the facade raises);
+-- fine: nil, nil, the items' json encoded (i -> string; nil when none has json).
 -- kind "app": items are app_request tables.
 function _M.check(list, opts, kind)
   if type(list) ~= "table" then return "table expected, got " .. type(list), 1 end
   local n = #list
-  for k in pairs(list) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
-      return "a list of request tables expected (found key " .. tostring(k) .. ")", 1
-    end
-  end
+  -- A key other than 1..n is reported before any item. n keys and items 1..n that all pass
+  -- mean there is none: the full look at the keys only when the count differs or an item fails.
+  local count = 0
+  for _ in next, list do count = count + 1 end
+  local bad_key = count ~= n and other_key(list, n)
+  if bad_key then return bad_key, 1 end
+  local extra_keys = kind == "app" and apps.EXTRA_KEYS or nil
+  local jsons
   for i = 1, n do
     local r = list[i]
-    local bad = request.check(r, kind == "app" and apps.EXTRA_KEYS or nil)
+    local bad, json = request.check(r, extra_keys)
     if not bad and kind == "app" and (r.app == nil) == (r.url == nil) then
       bad = "give app = <name> or url = <https url>"
     end
-    if bad then return "item " .. i .. ": " .. bad, 1 end
+    if bad then return other_key(list, n) or "item " .. i .. ": " .. bad, 1 end
+    if json then
+      jsons = jsons or {}
+      jsons[i] = json
+    end
   end
-  if opts == nil then return nil end
+  if opts == nil then return nil, nil, jsons end
   if type(opts) ~= "table" then return "table expected, got " .. type(opts), 2 end
   for k in pairs(opts) do
     if not OPTIONS[k] then return 'unknown option "' .. tostring(k) .. '"', 2 end
@@ -62,7 +79,7 @@ function _M.check(list, opts, kind)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
     return "timeout must be a positive number of seconds", 2
   end
-  return nil
+  return nil, nil, jsons
 end
 
 local function cancelled(timeout, what)
@@ -71,6 +88,8 @@ local function cancelled(timeout, what)
 end
 
 local SLASH = string.byte("/")
+local METHODS = request.METHODS
+local Response = request.Response
 
 -- The headers request.call sends for a request without headers or json of its own (the
 -- defaults, the extra ones, the User-Agent; Authorization set by the caller): one table that
@@ -83,7 +102,7 @@ end
 
 -- r as request.call builds it (the path check, headers over the defaults, json, query), to base;
 -- `shared` (plain_headers) for the items it fits; urls: base .. path by path, for the batch.
-local function build(s, base, r, authorization, extra, shared, urls)
+local function build(s, base, r, authorization, extra, shared, urls, json)
   local path = r.path
   if path:byte(1) ~= SLASH then
     return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. path .. '")')
@@ -94,7 +113,7 @@ local function build(s, base, r, authorization, extra, shared, urls)
     h, herr = request.merge_headers(r.headers, authorization, extra)
     if not h then return nil, herr end
     if r.json ~= nil then
-      body = cjson.encode(r.json)
+      body = json or cjson.encode(r.json)
       h["Content-Type"] = h["Content-Type"] or "application/json"
     end
     h["User-Agent"] = h["User-Agent"] or s:user_agent()
@@ -108,8 +127,9 @@ local function build(s, base, r, authorization, extra, shared, urls)
   if query and next(query) then
     url = url .. (path:find("?", 1, true) and "&" or "?") .. request.encode_query(query)
   end
-  return { method = r.method and r.method:upper() or "GET", url = url, headers = h, body = body,
-           timeout = s:timeout(r.timeout) }
+  local m = r.method
+  if m == nil then m = "GET" else m = METHODS[m] or m:upper() end
+  return { method = m, url = url, headers = h, body = body, timeout = r.timeout or s.api_timeout }
 end
 
 -- One round's requests, in order: the transport's send_all, or its send one by one.
@@ -176,7 +196,7 @@ local function run(s, list, opts, kind)
   local due                 -- the items of this round; nil: every item (the first round)
   repeat
     local ok, rerr = kind.round()
-    local reqs, idx = {}, {}
+    local reqs, idx, count = {}, {}, 0
     local started, gen = t:now(), kind.gen
     for k = 1, due and #due or n do
       local i = due and due[k] or k
@@ -191,7 +211,8 @@ local function run(s, list, opts, kind)
         end
       end
       if req then
-        reqs[#reqs + 1], idx[#idx + 1] = req, i
+        count = count + 1
+        reqs[count], idx[count] = req, i
       else
         errs[i] = err or rerr
       end
@@ -200,18 +221,19 @@ local function run(s, list, opts, kind)
     local rs, es
     if left and left <= 0 then
       rs, es = {}, {}
-      for k = 1, #reqs do rs[k], es[k] = false, cancelled(timeout, "was sent") end
-    elseif #reqs > 0 then
+      for k = 1, count do rs[k], es[k] = false, cancelled(timeout, "was sent") end
+    elseif count > 0 then
       rs, es = send_all(t, reqs, concurrency, left)
     end
     due = {}
-    for k, i in ipairs(idx) do
+    for k = 1, count do
+      local i = idx[k]
       local res, err = rs[k] or nil, es[k] or nil
       local st = states[i]
       local status = res and res.status
       if status and status >= 200 and status <= 299 then
         res.attempts = st and st.attempt + 1 or 1
-        responses[i] = setmetatable(res, request.Response)
+        responses[i] = setmetatable(res, Response)
       else
         if not st then
           local req, retry = reqs[k], list[i].retry
@@ -232,7 +254,7 @@ local function run(s, list, opts, kind)
         elseif res and kind.unauthorized(st, res) then
           due[#due + 1] = i
         elseif res then
-          responses[i], errs[i] = kind.finish(i, st, setmetatable(res, request.Response))
+          responses[i], errs[i] = kind.finish(i, st, setmetatable(res, Response))
         else
           errs[i] = kind.failed(err)
         end
@@ -249,7 +271,7 @@ end
 
 -- cfg:request_all: the configuration's credentials and host, the workspace id header on workspace
 -- hosts, 2xx responses only (as request.api).
-function _M.request_all(s, list, opts)
+function _M.request_all(s, list, opts, jsons)
   local creds, cerr = s:credentials()
   local v = s.values
   local extra
@@ -275,7 +297,7 @@ function _M.request_all(s, list, opts)
 
   local urls = {}
   function kind.build(i)
-    return build(s, v.host, list[i], auth, round_extra, shared, urls)
+    return build(s, v.host, list[i], auth, round_extra, shared, urls, jsons and jsons[i])
   end
 
   function kind.resend(st)
@@ -323,7 +345,7 @@ end
 
 -- cfg:app_request_all: app_request's steps for each item (target, token, scope check), each app's
 -- lookup and token fetched once for the batch however many items call it.
-function _M.app_request_all(s, list, opts)
+function _M.app_request_all(s, list, opts, jsons)
   local targets = {}    -- "app|url|audience|scopes" -> { base, app, authorization } | { err = }
   local kind = { gen = 0 }
 
@@ -355,7 +377,7 @@ function _M.app_request_all(s, list, opts)
     local r = list[i]
     local tg = target(r)
     if tg.err then return nil, tg.err end
-    return build(s, tg.base, r, tg.authorization, nil, tg.shared, tg.urls)
+    return build(s, tg.base, r, tg.authorization, nil, tg.shared, tg.urls, jsons and jsons[i])
   end
 
   function kind.resend(st) return st.req end

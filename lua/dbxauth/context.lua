@@ -38,12 +38,16 @@ local _M = {}
 
 function _M.new(s)
   local values, sources = s.state.values, s.state.sources
-  local clock = s.clock
-  local now
-  if clock then
-    now = clock
-  else
-    now = function() return s:get_transport():now() end
+  -- s:now() as one plain function where it can be (a cached token's freshness is one clock
+  -- read): the configuration's clock, the given transport's own, or the default transport's.
+  local now = s.clock
+  if not now then
+    local t = s.transport
+    if t then
+      now = t.now_function or function() return t:now() end
+    else
+      now = require("dbxauth.transport").default_now()
+    end
   end
   return {
     get = function(name) return values[name] end,

@@ -221,6 +221,7 @@ end
 -- and skip the header).
 function _M.credentials(id_source, sa_source, now)
   local creds = tokensource.credentials(id_source)
+  creds.authorization = nil   -- the SA header goes with every request: headers() is the answer
   local skip_until = -math.huge
   local last, authorization
   creds.headers = function()

@@ -69,22 +69,32 @@ function _M.next_attempt(transport, policy, allowed, attempt, start, res, err)
   return delay
 end
 
--- Returns the final response (any status) or nil, err. res.attempts counts tries; when the
--- budget ran out on a retryable status, res.gave_up is set so the caller can say so.
-function _M.send(transport, req, policy)
+-- After the first attempt (sent at `start`, its outcome res, err): the retries, as send makes
+-- them. For callers that send the first attempt themselves (Session:send_api).
+function _M.resume(transport, req, policy, start, res, err)
   local allowed = _M.retry_allowed(req, policy)
-  local start = transport:now()
-  local attempt = 0
+  local attempt = 1
   while true do
-    attempt = attempt + 1
-    local res, err = transport:send(req)
     local delay = _M.next_attempt(transport, policy, allowed, attempt, start, res, err)
     if not delay then
       if res then return res end
       return nil, err
     end
     transport:sleep(delay)
+    attempt = attempt + 1
+    res, err = transport:send(req)
   end
 end
+
+-- Returns the final response (any status) or nil, err. res.attempts counts tries; when the
+-- budget ran out on a retryable status, res.gave_up is set so the caller can say so.
+function _M.send(transport, req, policy)
+  local start = transport:now()
+  local res, err = transport:send(req)
+  return _M.resume(transport, req, policy, start, res, err)
+end
+
+-- Statuses an API request may be retried on: any other response is final after one attempt.
+_M.API_STATUS = API_STATUS
 
 return _M

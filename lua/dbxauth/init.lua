@@ -29,19 +29,25 @@ local EXTRA_OPTIONS = { transport = true }
 local sessions = setmetatable({}, { __mode = "k" })   -- config object -> its session
 local methods = {}
 
-local Config = {}
-Config.__name = "dbxauth.config"
-Config.__index = function(self, k)
-  local m = methods[k]
-  if m ~= nil then return m end
-  return sessions[self].values[k]
-end
-Config.__newindex = function()
+-- Each configuration object gets its own metatable, whose __index is a table: the methods,
+-- then (through that table's own __index) the attribute values. Method lookups are then plain
+-- table reads, with no function call in between (a cached authenticate() is a few hundred
+-- machine instructions; a lookup function would add a third to that).
+local function read_only()
   error("dbxauth.config objects are read-only; create a new one with dbxauth.config{...}", 2)
 end
 -- Attribute values with secrets masked.
-Config.__tostring = function(self)
+local function describe(self)
   return "dbxauth.config(" .. config.describe_values(sessions[self].state) .. ")"
+end
+
+local function new_object(s)
+  local view = setmetatable({}, { __index = s.values })
+  for k, m in pairs(methods) do view[k] = m end
+  local cfg = setmetatable({}, { __name = "dbxauth.config", __index = view, __newindex = read_only,
+                                 __tostring = describe })
+  sessions[cfg] = s
+  return cfg
 end
 
 local function argerror(n, fname, msg)
@@ -96,12 +102,10 @@ function _M.config(opts, ctx)
   local home = ctx.home or getenv("HOME")
   local state, err = config.resolve(attrs, { getenv = getenv, home = home })
   if not state then return nil, err end
-  local cfg = setmetatable({}, Config)
-  sessions[cfg] = session.new(state, { getenv = getenv, home = home, clock = ctx.clock,
-                                       transport = opts.transport, version = _M.VERSION,
-                                       logger = ctx.logger,
-                                       environ = not ctx.getenv and ctx.env or nil })
-  return cfg
+  return new_object(session.new(state, { getenv = getenv, home = home, clock = ctx.clock,
+                                          transport = opts.transport, version = _M.VERSION,
+                                          logger = ctx.logger,
+                                          environ = not ctx.getenv and ctx.env or nil }))
 end
 
 -- A PKCE verifier and its S256 challenge: { verifier, challenge } (seed 004).
@@ -146,6 +150,9 @@ function methods:authenticate()
   end
   local h, err = creds.headers()
   if not h then return nil, err end
+  -- Single-header credentials hand out a watched table (tokensource.credentials: a change makes
+  -- the next call build a fresh one); the Azure and Google ones a table of their own: a copy.
+  if creds.authorization then return h end
   local out = {}
   for k, v in pairs(h) do out[k] = v end
   return out
@@ -170,9 +177,9 @@ end
 
 -- r = { method, path, query, headers, json | body, timeout, retry } -> response | nil, err
 function methods:request(r)
-  local bad = request.check(r)
+  local bad, json = request.check(r)
   if bad then argerror(1, "request", bad) end
-  return request.api(sessions[self], r)
+  return request.api(sessions[self], r, json)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -205,12 +212,12 @@ end
 
 -- r = a request table plus app = <name> | url = <https origin>, scopes, audience
 function methods:app_request(r)
-  local bad = request.check(r, apps.EXTRA_KEYS)
+  local bad, json = request.check(r, apps.EXTRA_KEYS)
   if bad then argerror(1, "app_request", bad) end
   if (r.app == nil) == (r.url == nil) then
     argerror(1, "app_request", "give app = <name> or url = <https url>")
   end
-  return apps.app_request(sessions[self], r)
+  return apps.app_request(sessions[self], r, json)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -219,16 +226,16 @@ end
 -- list = { r, ... } as cfg:request takes them; opts = { concurrency = 8, timeout = seconds }
 -- -> responses, errs, failed (responses[i] | false, errs[i] | false, in the order of list)
 function methods:request_all(list, opts)
-  local bad, n = batch.check(list, opts)
+  local bad, n, jsons = batch.check(list, opts)
   if bad then argerror(n, "request_all", bad) end
-  return batch.request_all(sessions[self], list, opts)
+  return batch.request_all(sessions[self], list, opts, jsons)
 end
 
 -- The same for cfg:app_request's tables (app = <name> | url = <https url>, scopes, audience)
 function methods:app_request_all(list, opts)
-  local bad, n = batch.check(list, opts, "app")
+  local bad, n, jsons = batch.check(list, opts, "app")
   if bad then argerror(n, "app_request_all", bad) end
-  return batch.app_request_all(sessions[self], list, opts)
+  return batch.app_request_all(sessions[self], list, opts, jsons)
 end
 
 ---------------------------------------------------------------------------------------------

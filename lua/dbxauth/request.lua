@@ -35,12 +35,13 @@ _M.Response = Response
 local REQUEST_KEYS = { method = "string", path = "string", query = "table", headers = "table",
   json = true, body = "string", timeout = "number", retry = "boolean" }
 
--- nil, or why r is not a request table (a programming error: the caller raises).
+-- nil, or why r is not a request table (a programming error: the caller raises). When r is
+-- fine and has json, the second result is its encoding (for call/api: encoded once).
 function _M.check(r, extra_keys)
   if type(r) ~= "table" then
     return "table expected, got " .. type(r)
   end
-  for k, v in pairs(r) do
+  for k, v in next, r do
     local want = REQUEST_KEYS[k] or (extra_keys and extra_keys[k])
     if not want then return 'unknown request field "' .. tostring(k) .. '"' end
     if want ~= true and type(v) ~= want then
@@ -50,8 +51,9 @@ function _M.check(r, extra_keys)
   if r.path == nil then return 'request field "path" is required' end
   if r.json ~= nil and r.body ~= nil then return "give json or body, not both" end
   if r.json ~= nil then
-    local _, jerr = cjson.encode(r.json)
+    local body, jerr = cjson.encode(r.json)
     if jerr then return "json: " .. tostring(jerr) end
+    return nil, body
   end
   return nil
 end
@@ -121,6 +123,7 @@ end
 -- merged table is kept per auth table: providers hand out the same one while their tokens last.
 local merged = setmetatable({}, { __mode = "k" })
 local function with_credential(auth, extra)
+  if auth == nil then return extra end
   local k = next(auth)
   if next(auth, k) == nil then return extra end
   local m = merged[auth]
@@ -134,26 +137,100 @@ local function with_credential(auth, extra)
   return h
 end
 
+local byte = string.byte
+local SLASH = byte("/")
+-- r.method as sent; upper() only for a spelling not seen here
+local METHODS = {}
+for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS" } do
+  METHODS[m], METHODS[m:lower()] = m, m
+end
+local function method_of(r)
+  local m = r.method
+  if m == nil then return "GET" end
+  return METHODS[m] or m:upper()
+end
+_M.method_of = method_of
+_M.METHODS = METHODS
+
+-- base .. path, kept per session for the paths it calls (at most MAX_URLS, then forgotten).
+local MAX_URLS = 256
+local function url_of(s, base, path)
+  local cache = s.urls
+  local byb = cache[base]
+  if not byb then
+    if cache.n >= MAX_URLS then
+      cache = { n = 0 }
+      s.urls = cache
+    end
+    byb = {}
+    cache[base] = byb
+  end
+  local url = byb[path]
+  if url then return url end
+  url = base .. path
+  if cache.n < MAX_URLS then
+    byb[path] = url
+    cache.n = cache.n + 1
+  end
+  return url
+end
+
+-- The headers of a request without headers or json of its own: the defaults, `extra`, the
+-- User-Agent and this Authorization, in one table kept per (extra, Authorization) while they
+-- stay the same (the transports only read headers). At most MAX_PLAIN are kept: tokens change.
+local MAX_PLAIN = 8
+local NO_EXTRA = {}
+local function plain_headers(s, authorization, extra)
+  local cache = s.plain_headers
+  if cache.n >= MAX_PLAIN then
+    cache = { n = 0 }
+    s.plain_headers = cache
+  end
+  local by = cache[extra or NO_EXTRA]
+  if not by then
+    by = {}
+    cache[extra or NO_EXTRA] = by
+  end
+  local h = merge_headers(nil, authorization, extra)
+  h["User-Agent"] = s:user_agent()
+  by[authorization] = h
+  cache.n = cache.n + 1
+  return h
+end
+
 -- Send r (path, query, headers, json|body, method, timeout, retry) to base .. r.path with the
--- given Authorization value. Returns the response whatever its status, or nil, err.
-function _M.call(s, base, r, authorization, extra)
-  if r.path:sub(1, 1) ~= "/" then
-    return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. r.path .. '")')
+-- given Authorization value. Returns the response whatever its status, or nil, err. json: r.json
+-- already encoded (check's second result), else it is encoded here.
+function _M.call(s, base, r, authorization, extra, json)
+  local path = r.path
+  if byte(path, 1) ~= SLASH then
+    return nil, errors.new("invalid_request", 'path must start with "/" (got "' .. path .. '")')
   end
-  local h, herr = merge_headers(r.headers, authorization, extra)
-  if not h then return nil, herr end
+  local h
   local body = r.body
-  if r.json ~= nil then
-    body = cjson.encode(r.json)
-    h["Content-Type"] = h["Content-Type"] or "application/json"
+  if r.headers == nil and r.json == nil then
+    local by = s.plain_headers[extra or NO_EXTRA]
+    h = by and by[authorization] or plain_headers(s, authorization, extra)
+  else
+    local herr
+    h, herr = merge_headers(r.headers, authorization, extra)
+    if not h then return nil, herr end
+    if r.json ~= nil then
+      body = json or cjson.encode(r.json)
+      h["Content-Type"] = h["Content-Type"] or "application/json"
+    end
+    h["User-Agent"] = h["User-Agent"] or s:user_agent()
   end
-  local url = base .. r.path
-  if r.query and next(r.query) then
-    url = url .. (r.path:find("?", 1, true) and "&" or "?") .. encode_query(r.query)
+  local byb = s.urls[base]
+  local url = byb and byb[path] or url_of(s, base, path)
+  local query = r.query
+  if query and next(query) then
+    url = url .. (path:find("?", 1, true) and "&" or "?") .. encode_query(query)
   end
-  local method = (r.method or "GET"):upper()
-  local res, err = s:send({ method = method, url = url, headers = h, body = body,
-                            timeout = s:timeout(r.timeout) }, "api", r.retry)
+  local m = r.method
+  if m == nil then m = "GET" else m = METHODS[m] or m:upper() end
+  local res, err = s:send_api({ method = m, url = url, headers = h, body = body,
+                                timeout = r.timeout or s.api_timeout }, r.retry)
   if not res then return nil, err end
   return setmetatable(res, Response)
 end
@@ -172,38 +249,83 @@ local function retry_allowed(r)
   return IDEMPOTENT[(r.method or "GET"):upper()] == true
 end
 
+-- The configuration's Authorization value | nil, err
+local function authorization_of(creds)
+  local a = creds.authorization
+  if a then return a() end
+  local h, err = creds.headers()
+  if not h then return nil, err end
+  return h.Authorization
+end
+_M.authorization_of = authorization_of
+
+-- The workspace id header on workspace hosts (one table, kept), else nil.
+local function workspace_header(s)
+  local id = s.values.workspace_id
+  if not id or s:is_account() then return nil end
+  local extra = s.workspace_header
+  if not extra or extra["X-Databricks-Workspace-Id"] ~= id then
+    extra = { ["X-Databricks-Workspace-Id"] = id }
+    s.workspace_header = extra
+  end
+  return extra
+end
+_M.workspace_header = workspace_header
+
 -- cfg:request: the configuration's credentials, its host, the workspace id header on
--- workspace hosts; 2xx responses only, everything else as an error.
-function _M.api(s, r)
-  local creds, err = s:credentials()
-  if not creds then return nil, err end
-  local auth
-  auth, err = creds.headers()
+-- workspace hosts; 2xx responses only, everything else as an error. json: check's second result.
+function _M.api(s, r, json)
+  local creds, err = s.creds
+  if not creds then
+    creds, err = s:credentials()
+    if not creds then return nil, err end
+  end
+  -- Credentials with authorization() send that value alone (the fast path); the others (Azure,
+  -- Google) a headers table whose other headers go with it.
+  local auth, h
+  local a = creds.authorization
+  if a then
+    auth, err = a()
+  else
+    h, err = creds.headers()
+    auth = h and h.Authorization
+  end
   if not auth then return nil, err end
   local v = s.values
   local extra
-  if v.workspace_id and not s:is_account() then
-    extra = s.workspace_header
-    if not extra or extra["X-Databricks-Workspace-Id"] ~= v.workspace_id then
-      extra = { ["X-Databricks-Workspace-Id"] = v.workspace_id }
-      s.workspace_header = extra
+  local id = v.workspace_id
+  if id then
+    local account = s.account
+    if account == nil then account = s:is_account() end
+    if not account then
+      extra = s.workspace_header
+      if not extra or extra["X-Databricks-Workspace-Id"] ~= id then extra = workspace_header(s) end
     end
   end
+  local host = v.host
   local res
-  res, err = _M.call(s, v.host, r, auth.Authorization, with_credential(auth, extra))
+  res, err = _M.call(s, host, r, auth, with_credential(h, extra), json)
   if not res then return nil, err end
-  if res.status == 401 and creds.source and retry_allowed(r) then
+  local status = res.status
+  if status >= 200 and status <= 299 then return res end
+  if status == 401 and creds.source and retry_allowed(r) then
     -- An OAuth token we believed valid was rejected (revoked, or clocks apart): fetch a new one
     -- and repeat the idempotent request once.
     creds.source:invalidate()
-    auth, err = creds.headers()
+    if a then
+      auth, err = a()
+    else
+      h, err = creds.headers()
+      auth = h and h.Authorization
+    end
     if not auth then return nil, err end
-    res, err = _M.call(s, v.host, r, auth.Authorization, with_credential(auth, extra))
+    res, err = _M.call(s, host, r, auth, with_credential(h, extra), json)
     if not res then return nil, err end
+    if res.status >= 200 and res.status <= 299 then return res end
   end
-  if res.status >= 200 and res.status <= 299 then return res end
   -- The server's message is outside text: it may quote the credential it was sent.
-  return nil, s:redact(_M.status_error(res, (r.method or "GET"):upper(), r.path), { headers = auth })
+  return nil, s:redact(_M.status_error(res, method_of(r), r.path),
+    { headers = h or { Authorization = auth } })
 end
 
 -- For batch.lua (cfg:request_all), which builds its requests as call does.

@@ -6,6 +6,8 @@
 --   s.metadata   host metadata, fetched once          (discovery.lua, through ensure_metadata)
 --   s.apps       app lookups, 60 s                    (apps.lua)
 --   s.exchanges  exchanged-token sources by audience  (apps.lua)
+--   s.app_calls  what app_request{ app = } reuses       (apps.lua)
+--   s.urls, s.plain_headers, s.workspace_header  kept per path / Authorization  (request.lua)
 --   s.ctx        the provider context                 (context.lua)
 --
 -- Nothing else is ever written onto a session after it is created, and nothing is written onto
@@ -64,8 +66,12 @@ function _M.new(state, env)
     creds = nil, trying = nil, ua = nil,
     metadata = nil, metadata_done = false, host_type = nil, account = nil,
     policies = { api = {}, token = {} },
+    -- request.lua's: base .. path by base and path; the headers of plain requests
+    urls = { n = 0 }, plain_headers = { n = 0 }, workspace_header = nil,
+    api_timeout = v.http_timeout_seconds or DEFAULT_TIMEOUT,   -- the attribute never changes
     apps = cache.new(APP_TTL),
     exchanges = {},
+    app_calls = { n = 0 },
   }, Session)
   if env.transport then
     s.scope = transport_scope(env.transport)
@@ -100,7 +106,10 @@ end
 
 function Session:now()
   if self.clock then return self.clock() end
-  return self:get_transport():now()
+  local t = self.transport or self:get_transport()
+  local f = t.now_function      -- the same clock as t:now(), one call less (transport/curl.lua)
+  if f then return f() end
+  return t:now()
 end
 
 -- Kept: it changes only when host metadata arrives (ensure_metadata forgets it then).
@@ -118,7 +127,7 @@ function Session:scopes()
 end
 
 function Session:timeout(override)
-  return override or self.values.http_timeout_seconds or DEFAULT_TIMEOUT
+  return override or self.api_timeout
 end
 
 -- { kind = "api"|"token", budget, now } for http.send
@@ -157,6 +166,23 @@ function Session:send(req, kind, retry)
   req.timeout = req.timeout or self:timeout()
   req.headers["User-Agent"] = req.headers["User-Agent"] or self:user_agent()
   return http.send(self:get_transport(), req, self:retry_policy(kind, retry))
+end
+
+local API_STATUS = http.API_STATUS
+
+-- An API request (http_timeout_seconds and the User-Agent already in it): its first outcome is
+-- nearly always final, and then no retry policy is looked at; otherwise http.send's retries.
+function Session:send_api(req, retry)
+  local t = self.transport or self:get_transport()
+  local clock = t.now_function
+  local start
+  if clock then start = clock() else start = t:now() end
+  local res, err = t:send(req)
+  if res and not API_STATUS[res.status] then
+    res.attempts = 1
+    return res
+  end
+  return http.resume(t, req, self:retry_policy("api", retry), start, res, err)
 end
 
 -- Every secret value of the configuration (sensitive attributes, the credentials providers read

@@ -9,6 +9,8 @@
 -- There are no threads here; `fetch` does the I/O and `now` is injected.
 local headers = require "dbxauth.headers"
 
+local huge = math.huge
+
 local _M = {}
 
 -- The lifetime rules, in one place (the nginx store and the U2M cache use them too).
@@ -45,7 +47,8 @@ end
 -- opts.now() -> seconds; opts.wait(source) optional, blocks until the in-flight refresh ends
 function _M.new(opts)
   return setmetatable({ fetch = opts.fetch, now = opts.now, wait = opts.wait,
-                        tok = nil, stale_at = nil, cooldown_until = 0, refreshing = false }, Source)
+                        tok = nil, stale_at = nil, cooldown_until = 0, refreshing = false,
+                        fresh_until = -huge }, Source)
 end
 
 local function margin(tok, now)
@@ -63,6 +66,19 @@ local function stale_at(tok, now)
   return _M.refresh_at(tok.expiry, now)
 end
 
+-- Until when token() may hand out tok with no other check: before it goes stale and before it
+-- expires (the fast path of every cached call; the rules themselves are below).
+local function fresh_until(tok, stale, m)
+  local t = stale or huge
+  if tok.expiry and tok.expiry - m < t then t = tok.expiry - m end
+  return t
+end
+
+local function install(self, tok, now)
+  local stale, m = stale_at(tok, now), margin(tok, now)
+  self.tok, self.stale_at, self.margin, self.fresh_until = tok, stale, m, fresh_until(tok, stale, m)
+end
+
 local function refresh(self)
   self.refreshing = true
   local ok, tok, err = pcall(self.fetch)
@@ -77,7 +93,7 @@ local function refresh(self)
       self.cooldown_until = now + COOLDOWN
       if old.expiry == tok.expiry then self.tok = tok end
     else
-      self.tok, self.stale_at, self.margin = tok, stale_at(tok, now), margin(tok, now)
+      install(self, tok, now)
       self.cooldown_until = 0
     end
   end
@@ -86,12 +102,12 @@ end
 
 -- Install a token obtained elsewhere (a forced refresh).
 function Source:set(tok)
-  local now = self.now()
-  self.tok, self.stale_at, self.margin, self.cooldown_until = tok, stale_at(tok, now), margin(tok, now), 0
+  install(self, tok, self.now())
+  self.cooldown_until = 0
 end
 
-function Source:token()
-  local tok, now = self.tok, self.now()
+-- The rules for a token that is not simply fresh (or for none at all).
+local function token_slow(self, tok, now)
   if tok and not expired(self, now) then
     if not self.stale_at or now < self.stale_at or now < self.cooldown_until or self.refreshing then
       return tok
@@ -111,23 +127,52 @@ function Source:token()
   return self.tok
 end
 
+function Source:token()
+  local tok, now = self.tok, self.now()
+  if tok and now < self.fresh_until then return tok end
+  return token_slow(self, tok, now)
+end
+
 -- Forget the cached token (e.g. after the server rejected it).
 function Source:invalidate()
-  self.tok, self.stale_at = nil, nil
+  self.tok, self.stale_at, self.fresh_until = nil, nil, -huge
 end
 
 -- Credentials over a token source: what the chain hands out. The Authorization value is
--- built once per token.
+-- built once per token, and so is the headers table: handed out again until someone changes it
+-- (headers.cached's rule, inline here: a cached call is one clock read and two comparisons).
+-- authorization() is the value alone, for dbxauth's own requests.
 function _M.credentials(source)
-  local last, header
+  local last, header, current
+  local watch = {}
+  watch.__newindex = function(t, k, v)
+    setmetatable(t, nil)
+    if t == current then current = nil end
+    t[k] = v
+  end
+  local function authorization()
+    local tok, err = source:token()
+    if not tok then return nil, err end
+    if tok ~= last then last, header = tok, headers.authorization(tok) end
+    return header
+  end
   return {
     source = source,
     token = function() return source:token() end,
+    authorization = authorization,
     headers = function()
-      local tok, err = source:token()
-      if not tok then return nil, err end
-      if tok ~= last then last, header = tok, headers.authorization(tok) end
-      return { Authorization = header }
+      local tok, h = source.tok, current
+      -- the fast path of Source:token, inline: a fresh token whose table is already built
+      if not (tok ~= nil and tok == last and source.now() < source.fresh_until) then
+        local err
+        h, err = authorization()
+        if not h then return nil, err end
+        h = current
+      end
+      if h and h.Authorization == header then return h end
+      h = setmetatable({ Authorization = header }, watch)
+      current = h
+      return h
     end,
   }
 end

@@ -1,6 +1,7 @@
 -- HTTP Basic (notes §6.2): base64("<username>:<password>"), parts not URL-encoded.
 local core = require "dbxauth.core"
 local errors = require "dbxauth.errors"
+local headers = require "dbxauth.headers"
 
 return {
   name = "basic",
@@ -10,7 +11,8 @@ return {
   configure = function(ctx)
     local header = "Basic " .. core.b64_encode(ctx.get("username") .. ":" .. ctx.get("password"))
     return {
-      headers = function() return { Authorization = header } end,
+      headers = headers.cached(header),
+      authorization = function() return header end,
       token = function()
         return nil, errors.new("unsupported", "basic auth has no bearer token", {
           hint = "cfg:token() needs token-based auth (a personal access token or OAuth); "

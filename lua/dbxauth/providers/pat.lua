@@ -1,4 +1,5 @@
 -- Personal access token (notes §6.1): `Authorization: Bearer <token>`, no expiry, no refresh.
+local headers = require "dbxauth.headers"
 local oauth = require "dbxauth.oauth"
 
 return {
@@ -11,7 +12,8 @@ return {
     local tok = oauth.token { access_token = ctx.get("token"), token_type = "Bearer" }
     local header = "Bearer " .. tok.access_token
     return {
-      headers = function() return { Authorization = header } end,
+      headers = headers.cached(header),
+      authorization = function() return header end,
       token = function() return tok end,
     }
   end,

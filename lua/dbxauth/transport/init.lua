@@ -25,4 +25,11 @@ function _M.default(opts)
   return require("dbxauth.transport.curl").new(opts)
 end
 
+-- The clock of the transport default(opts) makes (no opts.clock), as a plain function: the
+-- provider context reads it directly, before that transport even exists.
+function _M.default_now()
+  if _M.in_nginx() then return require("dbxauth.transport.ngx").now_function end
+  return require("dbxauth.transport.curl").now_function
+end
+
 return _M

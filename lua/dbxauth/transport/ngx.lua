@@ -160,6 +160,7 @@ function _M.new(opts)
     pool_size = opts.pool_size or DEFAULT_POOL_SIZE,
     keepalive_ms = math.floor((opts.keepalive or DEFAULT_KEEPALIVE) * 1000),
     clock = opts.clock,
+    now_function = opts.clock or _M.now_function,   -- t:now's clock, a plain function (curl.lua)
   }, Transport)
 end
 
@@ -184,6 +185,7 @@ local function now()
   ngx.update_time()
   return ngx.now()
 end
+_M.now_function = now
 
 -- One exchange on one connection: the request out, then bytes from the socket into an
 -- http1 parser until it has the whole response. Returns res | nil, err, got_bytes (true once any
