@@ -37,28 +37,7 @@ end
 
 -- "Bearer <access_token>" for a token table.
 function _M.authorization(tok)
-  -- A function that hands out { Authorization = value }: the same table on every call while
--- nobody has changed it (a cached cfg:authenticate() then allocates nothing), a new one as
--- soon as someone did (changed the value, or added a field: the table then stops being
--- watched and is the caller's own). See README, cfg:authenticate().
-function _M.cached(value)
-  local current
-  local watch = {}
-  watch.__newindex = function(t, k, v)
-    setmetatable(t, nil)
-    if t == current then current = nil end
-    t[k] = v
-  end
-  return function()
-    local h = current
-    if h and h.Authorization == value then return h end
-    h = setmetatable({ Authorization = value }, watch)
-    current = h
-    return h
-  end
-end
-
-return _M.scheme(tok.token_type) .. " " .. tok.access_token
+  return _M.scheme(tok.token_type) .. " " .. tok.access_token
 end
 
 -- A function that hands out { Authorization = value }: the same table on every call while
