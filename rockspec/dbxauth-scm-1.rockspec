@@ -82,6 +82,7 @@ build = {
     ["dbxauth.request"] = "lua/dbxauth/request.lua",
     ["dbxauth.session"] = "lua/dbxauth/session.lua",
     ["dbxauth.sharedtoken"] = "lua/dbxauth/sharedtoken.lua",
+    ["dbxauth.subprocess"] = "lua/dbxauth/subprocess.lua",
     ["dbxauth.text"] = "lua/dbxauth/text.lua",
     ["dbxauth.tokencache"] = "lua/dbxauth/tokencache.lua",
     ["dbxauth.tokensource"] = "lua/dbxauth/tokensource.lua",

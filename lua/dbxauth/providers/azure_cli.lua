@@ -15,10 +15,13 @@ local azure = require "dbxauth.azure"
 local errors = require "dbxauth.errors"
 local oauth = require "dbxauth.oauth"
 local trim = require("dbxauth.text").trim
+local subprocess = require "dbxauth.subprocess"
+
+local q, is_executable = subprocess.q, subprocess.is_executable
+local run, bounded = subprocess.run, subprocess.bounded
 
 local NAME = "azure-cli"
 local TIMEOUT = 60
-local KILL_AFTER = 5
 local LOGIN_HINT = "run `az login` (for a service principal: `az login --service-principal ...`) and try again"
 local INSTALL_HINT = "install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli) and run "
   .. "`az login`"
@@ -27,48 +30,10 @@ local function fail(code, message, fields)
   return nil, errors.new(code, message, fields)
 end
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- A regular file someone may execute (any x bit).
-local function is_executable(path)
-  local st = core.stat(path)
-  if not st or st.type ~= "file" then return false end
-  local m = st.mode
-  return m % 2 == 1 or math.floor(m / 8) % 2 == 1 or math.floor(m / 64) % 2 == 1
-end
-
 local function search_path(name, path_var)
   for dir in ((path_var or "") .. ":"):gmatch("([^:]*):") do
     if dir ~= "" and is_executable(dir .. "/" .. name) then return dir .. "/" .. name end
   end
-end
-
-local timeout_tool
-local function bounded(secs)
-  if timeout_tool == nil then
-    timeout_tool = search_path("timeout", os.getenv("PATH")) or search_path("gtimeout", os.getenv("PATH"))
-      or (is_executable("/usr/bin/timeout") and "/usr/bin/timeout") or false
-  end
-  if not timeout_tool then return "" end
-  return q(timeout_tool) .. " -k " .. KILL_AFTER .. " " .. secs .. " "
-end
-
--- stdout, stderr, exit status (nil when the shell could not start). The status comes from
--- `echo __rc=$?`: popen():close() reports it differently in Lua 5.1 and 5.4.
-local function run(cmd)
-  local errfile = os.tmpname()
-  local p = io.popen(cmd .. " </dev/null 2>" .. q(errfile) .. "; echo __rc=$?", "r")
-  if not p then os.remove(errfile); return nil end
-  local out = p:read("*a") or ""
-  p:close()
-  local f = io.open(errfile, "rb")
-  local err = f and f:read("*a") or ""
-  if f then f:close() end
-  os.remove(errfile)
-  local body, rc = out:match("^(.*)__rc=(%d+)%s*$")
-  return body or out, err, tonumber(rc)
 end
 
 -- The environment az runs in: the configuration's, when it was given one in place of the

@@ -26,6 +26,10 @@ local oauth = require "dbxauth.oauth"
 local tokencache = require "dbxauth.tokencache"
 local tokensource = require "dbxauth.tokensource"
 local u2m = require "dbxauth.u2m"
+local subprocess = require "dbxauth.subprocess"
+
+local q, search_path = subprocess.q, subprocess.search_path
+local run, bounded = subprocess.run, subprocess.bounded
 
 local NAME = "databricks-cli"
 local MIN_SIZE = 1024 * 1024            -- the Go CLI; the legacy Python CLI is a small script
@@ -33,16 +37,11 @@ local PROFILE_SINCE = { 0, 207, 1 }     -- `auth token --profile`
 local FORCE_REFRESH_SINCE = { 0, 296, 0 }
 local VERSION_TIMEOUT = 5
 local CLI_TIMEOUT = 60                  -- seconds; databricks_cli_timeout_seconds overrides it
-local KILL_AFTER = 5                    -- seconds between TERM and KILL
 
 local SCOPES_MESSAGE = "custom scopes are not supported with databricks-cli auth; scopes are determined by "
   .. "what was last used when logging in with `databricks auth login`"
 local INSTALL_HINT = "install the Databricks CLI (https://docs.databricks.com/dev-tools/cli/install.html) "
   .. "and run `databricks auth login`, or log in with `dbxauth login`"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local function fail(code, message, fields)
   return nil, errors.new(code, message, fields)
@@ -52,23 +51,6 @@ local trim = require("dbxauth.text").trim
 
 ---------------------------------------------------------------------------------------------
 -- Locating the CLI (§8.4 step 1)
-
-local function is_executable(path)
-  local st = core.stat(path)
-  if not st or st.type ~= "file" then return false end
-  local m = st.mode
-  return m % 2 == 1 or math.floor(m / 8) % 2 == 1 or math.floor(m / 64) % 2 == 1
-end
-
--- Like exec.LookPath: the first executable regular file named `name` on PATH.
-local function search_path(name, path_var)
-  for dir in ((path_var or "") .. ":"):gmatch("([^:]*):") do
-    if dir == "" then dir = "." end
-    local candidate = dir .. "/" .. name
-    if is_executable(candidate) then return candidate end
-  end
-  return nil
-end
 
 -- The configured or found CLI path, or nil (not configured and not on PATH).
 local function locate(ctx)
@@ -95,47 +77,6 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- Running it
-
--- stdout, stderr, exit status of a shell command (stdin from /dev/null). The status comes
--- from `echo __rc=$?`: popen():close() reports it differently in Lua 5.1 and 5.4.
-local function run(cmd)
-  local errfile = os.tmpname()
-  local p = io.popen(cmd .. " </dev/null 2>" .. q(errfile) .. "; echo __rc=$?", "r")
-  if not p then
-    os.remove(errfile)
-    return nil, nil, nil
-  end
-  local out = p:read("*a") or ""
-  p:close()
-  local f = io.open(errfile, "rb")
-  local err = f and f:read("*a") or ""
-  if f then f:close() end
-  os.remove(errfile)
-  local body, rc = out:match("^(.*)__rc=(%d+)%s*$")
-  return body or out, err, tonumber(rc)
-end
-
--- GNU timeout (coreutils; Homebrew installs it as gtimeout), looked up once per process on the
--- PATH the shell of io.popen uses. nil when there is none.
-local timeout_tool
-local function find_timeout()
-  if timeout_tool == nil then
-    timeout_tool = false
-    for _, name in ipairs { "timeout", "gtimeout" } do
-      local found = search_path(name, os.getenv("PATH"))
-        or (is_executable("/usr/bin/" .. name) and "/usr/bin/" .. name)
-      if found then timeout_tool = found; break end
-    end
-  end
-  return timeout_tool or nil
-end
-
--- The shell words that bound what follows them to `secs` seconds ("" without a timeout tool).
-local function bounded(secs)
-  local tool = find_timeout()
-  if not tool then return "" end
-  return q(tool) .. " -k " .. KILL_AFTER .. " " .. secs .. " "
-end
 
 -- Environment the CLI must share with this configuration: its home (token cache, default
 -- config file) and the config file it was resolved from.
