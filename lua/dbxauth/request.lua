@@ -249,15 +249,16 @@ local function retry_allowed(r)
   return IDEMPOTENT[(r.method or "GET"):upper()] == true
 end
 
--- The configuration's Authorization value | nil, err
-local function authorization_of(creds)
+-- The credential for one request: its Authorization value, plus the headers table of
+-- credentials that send more than Authorization (Azure, Google; nil for the others, whose
+-- authorization() is the fast path) | nil, err
+local function credential_of(creds)
   local a = creds.authorization
   if a then return a() end
   local h, err = creds.headers()
   if not h then return nil, err end
-  return h.Authorization
+  return h.Authorization, h
 end
-_M.authorization_of = authorization_of
 
 -- The workspace id header on workspace hosts (one table, kept), else nil.
 local function workspace_header(s)
@@ -280,17 +281,8 @@ function _M.api(s, r, json)
     creds, err = s:credentials()
     if not creds then return nil, err end
   end
-  -- Credentials with authorization() send that value alone (the fast path); the others (Azure,
-  -- Google) a headers table whose other headers go with it.
-  local auth, h
-  local a = creds.authorization
-  if a then
-    auth, err = a()
-  else
-    h, err = creds.headers()
-    auth = h and h.Authorization
-  end
-  if not auth then return nil, err end
+  local auth, h = credential_of(creds)
+  if not auth then return nil, h end
   local v = s.values
   local extra
   local id = v.workspace_id
@@ -312,13 +304,8 @@ function _M.api(s, r, json)
     -- An OAuth token we believed valid was rejected (revoked, or clocks apart): fetch a new one
     -- and repeat the idempotent request once.
     creds.source:invalidate()
-    if a then
-      auth, err = a()
-    else
-      h, err = creds.headers()
-      auth = h and h.Authorization
-    end
-    if not auth then return nil, err end
+    auth, h = credential_of(creds)
+    if not auth then return nil, h end
     res, err = _M.call(s, host, r, auth, with_credential(h, extra), json)
     if not res then return nil, err end
     if res.status >= 200 and res.status <= 299 then return res end
